@@ -1,0 +1,1 @@
+"""The Streamlit executive view (built in a later issue)."""

@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` writes figures to bench/results/*.json."""

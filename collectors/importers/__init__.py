@@ -1,0 +1,1 @@
+"""Importers: `load(path) -> rows`, every row validated before anything is written."""

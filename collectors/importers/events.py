@@ -1,0 +1,82 @@
+"""Product events: Mixpanel's raw export (JSON lines) and llmkpi's own local outbox."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import SQLModel
+
+from collectors.importers.base import BadInputError, decode_utf8
+from collectors.tables import ProductEventRow
+
+
+def event_row(path: Path, line: int, doc: Any, source: str) -> ProductEventRow:
+    if not isinstance(doc, dict):
+        raise BadInputError(path, line, "(line)", "is not a JSON object")
+    name = doc.get("event")
+    props = doc.get("properties")
+    if not isinstance(name, str) or not name:
+        raise BadInputError(path, line, "event", "must be a non-empty string")
+    if not isinstance(props, dict):
+        raise BadInputError(path, line, "properties", "must be an object")
+    distinct = props.get("distinct_id")
+    if distinct is None or distinct == "":
+        raise BadInputError(path, line, "properties.distinct_id", "is missing")
+    stamp = props.get("time")
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float) or stamp <= 0:
+        raise BadInputError(path, line, "properties.time", f"{stamp!r} is not a Unix time")
+    seconds = stamp / 1000 if stamp > 10**11 else stamp  # the export uses s, /import ms
+    insert_id = props.get("$insert_id")
+    rest = {k: v for k, v in props.items()
+            if k not in ("distinct_id", "time", "$insert_id", "token")}
+    if not insert_id:  # older events: identity from the event itself, as Mixpanel dedups
+        material = json.dumps([name, distinct, stamp, rest], sort_keys=True, default=str)
+        insert_id = hashlib.sha256(material.encode()).hexdigest()[:32]
+    return ProductEventRow(insert_id=str(insert_id)[:64], event=name, distinct_id=str(distinct),
+                           happened=datetime.fromtimestamp(seconds, tz=UTC),
+                           properties=json.dumps(rest, sort_keys=True), source=source)
+
+
+class MixpanelExportImporter:
+    """Mixpanel's raw event export: one JSON object per line. Key: `$insert_id`."""
+
+    kind = "mixpanel"
+
+    def load(self, path: Path) -> list[SQLModel]:
+        rows: dict[str, SQLModel] = {}
+        for line, text in enumerate(decode_utf8(path).splitlines(), 1):
+            if not text.strip():
+                continue
+            try:
+                doc = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise BadInputError(path, line, "(line)", f"not JSON: {exc.msg}") from None
+            row = event_row(path, line, doc, "mixpanel")
+            rows[row.insert_id] = row  # the export may repeat an event: Mixpanel dedups too
+        return list(rows.values())
+
+
+class OutboxImporter:
+    """llmkpi's local event log (the SQLite outbox the sidecar writes). Key: `$insert_id`."""
+
+    kind = "outbox"
+
+    def load(self, path: Path) -> list[SQLModel]:
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                bodies = db.execute("SELECT seq, body FROM outbox ORDER BY seq").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise BadInputError(path, 1, "(file)", f"not an llmkpi outbox: {exc}") from None
+        rows: list[SQLModel] = []
+        for seq, body in bodies:
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                raise BadInputError(path, seq, "body", "is not JSON") from None
+            rows.append(event_row(path, seq, doc, "outbox"))
+        return rows

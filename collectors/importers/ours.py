@@ -1,0 +1,90 @@
+"""Importers for llmkpi's own CSV formats: people, finance, GPU inventory (docs/imports.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlmodel import SQLModel
+
+from collectors.importers.base import Importer, Unique, read_csv
+from collectors.tables import FinanceMonth, GpuAllocation, Person
+
+FINANCE_AMOUNTS = ("revenue", "cogs", "operating_expenses", "sales_marketing",
+                   "research_development", "cash", "receivables", "mrr_start", "mrr_new",
+                   "mrr_expansion", "mrr_contraction", "mrr_churned")
+FINANCE_SIGNED = ("net_income", "operating_cash_flow")
+FINANCE_COUNTS = ("customers_start", "customers_new", "customers_lost", "accounts")
+
+
+class PeopleImporter:
+    kind = "people"
+    columns = ("person", "team", "tech", "hired", "exited", "hourly_rate")
+
+    def load(self, path: Path) -> list[SQLModel]:
+        rows: list[SQLModel] = []
+        unique = Unique("person")
+        for cells in read_csv(path, self.columns):
+            person = cells.text("person")
+            unique.check(cells, person)
+            hired = cells.day("hired")
+            exited = cells.day("exited", optional=True)
+            assert hired is not None
+            if exited is not None and exited < hired:
+                raise cells.fail("exited", f"{exited} is before hired {hired}")
+            rows.append(Person(person=person, team=cells.text("team"), tech=cells.flag("tech"),
+                               hired=hired, exited=exited,
+                               hourly_rate=cells.number("hourly_rate", optional=True)))
+        return rows
+
+
+class FinanceImporter:
+    kind = "finance"
+    columns = ("month", *FINANCE_AMOUNTS, *FINANCE_SIGNED, *FINANCE_COUNTS)
+
+    def load(self, path: Path) -> list[SQLModel]:
+        rows: list[SQLModel] = []
+        unique = Unique("month")
+        for cells in read_csv(path, self.columns):
+            month = cells.month("month")
+            unique.check(cells, month)
+            values: dict[str, object] = {f: cells.amount(f) for f in FINANCE_AMOUNTS}
+            values |= {f: cells.amount(f, minimum=None) for f in FINANCE_SIGNED}
+            values |= {f: cells.integer(f) for f in FINANCE_COUNTS}
+            rows.append(FinanceMonth.model_validate({"month": month, **values}))
+        return rows
+
+
+class GpuImporter:
+    kind = "gpus"
+    columns = ("pod", "gpu_type", "gpu_count", "dollars_per_gpu_hour", "valid_from", "valid_to")
+
+    def load(self, path: Path) -> list[SQLModel]:
+        rows: list[SQLModel] = []
+        unique = Unique("valid_from")
+        for cells in read_csv(path, self.columns):
+            pod = cells.text("pod")
+            start = cells.moment("valid_from")
+            end = cells.moment("valid_to", optional=True)
+            assert start is not None
+            if end is not None and end <= start:
+                raise cells.fail("valid_to", f"{end.isoformat()} is not after valid_from")
+            unique.check(cells, (pod, start))
+            rows.append(GpuAllocation(
+                pod=pod, gpu_type=cells.text("gpu_type"), valid_from=start, valid_to=end,
+                gpu_count=cells.integer("gpu_count", minimum=1),
+                dollars_per_gpu_hour=cells.amount("dollars_per_gpu_hour")))
+        return rows
+
+
+def _all() -> dict[str, Importer]:
+    from collectors.importers.events import MixpanelExportImporter, OutboxImporter
+    from collectors.importers.incidents import IncidentsImporter
+    from collectors.importers.xmlfiles import CoverageImporter, JUnitImporter
+
+    every: list[Importer] = [PeopleImporter(), FinanceImporter(), GpuImporter(),
+                             JUnitImporter(), CoverageImporter(), MixpanelExportImporter(),
+                             OutboxImporter(), IncidentsImporter()]
+    return {i.kind: i for i in every}
+
+
+IMPORTERS = _all()

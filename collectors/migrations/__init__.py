@@ -1,0 +1,1 @@
+"""Versioned schema migrations (Alembic). Applied by Store.open(); never edit a released one."""

@@ -1,0 +1,99 @@
+"""The SQLModel store: a SQLite file by default, PostgreSQL by URL; migrated on open.
+
+`Store.open(url)` brings any older store up to the newest schema in place (Alembic revisions
+in collectors/migrations/versions). Writes that may repeat use insert-or-ignore on natural
+keys, so loading the same data twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, event, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel, create_engine
+
+import collectors.tables  # noqa: F401 - registers every table
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def normalise_url(url: str) -> str:
+    """A bare path means a SQLite file; postgresql:// uses the psycopg 3 driver."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser()}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, connect_args: dict[str, Any] | None = None,
+             migrate: bool = True) -> Store:
+        url = normalise_url(url)
+        args = dict(connect_args or {})
+        if url.startswith("sqlite"):
+            args.setdefault("timeout", 30)
+            path = url.removeprefix("sqlite:///")
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args=args, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        if migrate:
+            store.upgrade()
+        return store
+
+    def upgrade(self, revision: str = "head") -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            rev = MigrationContext.configure(connection).get_current_revision()
+            return str(rev) if rev is not None else None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine) as session:
+            yield session
+
+    def insert_ignore(self, session: Session, model: type[SQLModel],
+                      rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows, skipping any whose natural key is already stored."""
+        if not rows:
+            return
+        table = model.__table__  # type: ignore[attr-defined]
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            stmt: Any = postgresql.insert(table).on_conflict_do_nothing()
+        elif dialect == "sqlite":
+            stmt = sqlite.insert(table).on_conflict_do_nothing()
+        else:
+            stmt = insert(table).prefix_with("IGNORE")
+        session.execute(stmt, list(rows))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

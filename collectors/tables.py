@@ -1,0 +1,225 @@
+"""The store's tables: every input the 19 KPI mappings and cost per token need.
+
+Times are timezone-aware UTC; money is in dollars (float, rounded by the KPI layer when shown).
+Natural keys are primary keys wherever a source has one, so re-importing merges instead of
+duplicating.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utc_column(nullable: bool = False, primary_key: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=nullable, primary_key=primary_key)
+
+
+class LedgerRow(SQLModel, table=True):
+    """One inference request, from a RequestRecord (sidecar or plugin)."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (UniqueConstraint("source", "request_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=16)
+    request_id: str = Field(max_length=128)
+    tenant: str = Field(max_length=64, index=True)
+    model: str = Field(max_length=256, index=True)
+    feature: str = Field(max_length=64)
+    endpoint: str = Field(max_length=64)
+    pod: str = Field(default="", max_length=128)
+    gpu: str = Field(default="", max_length=64)
+    arrival: datetime = Field(sa_column=utc_column())
+    finish: datetime = Field(sa_column=utc_column())
+    outcome: str = Field(max_length=16)
+    http_status: int
+    time_to_first_token: float | None = None
+    e2e_latency: float
+    mean_inter_token_latency: float | None = None
+    queue_time: float | None = None
+    prefill_time: float | None = None
+    decode_time: float | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_prompt_tokens: int | None = None
+    finish_reason: str | None = Field(default=None, max_length=32)
+    trace_id: str | None = Field(default=None, max_length=32)
+
+
+class EngineSnapshotRow(SQLModel, table=True):
+    __tablename__ = "engine_snapshot"
+    id: int | None = Field(default=None, primary_key=True)
+    taken: datetime = Field(sa_column=utc_column())
+    engine: str = Field(max_length=256)
+    model: str = Field(max_length=256)
+    pod: str = Field(default="", max_length=128)
+    up: bool
+    kv_cache_usage: float | None = None
+    requests_running: float | None = None
+    requests_waiting: float | None = None
+    preemptions_total: float | None = None
+    prefix_cache_queries_total: float | None = None
+    prefix_cache_hits_total: float | None = None
+
+
+class GpuAllocation(SQLModel, table=True):
+    """GPUs provisioned for a pod over a period, and their price."""
+
+    __tablename__ = "gpu_inventory"
+    pod: str = Field(primary_key=True, max_length=128)
+    valid_from: datetime = Field(sa_column=utc_column(primary_key=True))
+    valid_to: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    gpu_type: str = Field(max_length=64)
+    gpu_count: int
+    dollars_per_gpu_hour: float
+
+
+class Deployment(SQLModel, table=True):
+    __tablename__ = "deployment"
+    id: str = Field(primary_key=True, max_length=128)
+    service: str = Field(max_length=128)
+    environment: str = Field(max_length=32)
+    result: str = Field(max_length=16)
+    started: datetime = Field(sa_column=utc_column())
+    finished: datetime = Field(sa_column=utc_column())
+    commit_shas: str = Field(default="", description="space-separated SHAs deployed")
+
+
+class Commit(SQLModel, table=True):
+    __tablename__ = "commit"
+    sha: str = Field(primary_key=True, max_length=64)
+    repository: str = Field(max_length=256)
+    author: str = Field(max_length=256)
+    authored: datetime = Field(sa_column=utc_column())
+    committed: datetime = Field(sa_column=utc_column())
+    subject: str = Field(default="")
+
+
+class Incident(SQLModel, table=True):
+    __tablename__ = "incident"
+    id: str = Field(primary_key=True, max_length=128)
+    title: str = Field(default="")
+    service: str = Field(max_length=128)
+    severity: str = Field(max_length=16)
+    category: str = Field(default="availability", max_length=32)
+    detected: datetime = Field(sa_column=utc_column())
+    acknowledged: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    contained: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    resolved: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    deployment_id: str | None = Field(default=None, max_length=128)
+
+
+class WorkItem(SQLModel, table=True):
+    __tablename__ = "work_item"
+    id: str = Field(primary_key=True, max_length=64)
+    type: str = Field(max_length=16)  # defect, debt, idea, feature, story, task
+    status: str = Field(max_length=32)
+    created: datetime = Field(sa_column=utc_column())
+    resolved: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    points: float | None = None
+    release: str | None = Field(default=None, max_length=64)
+    hours_spent: float | None = None
+    labels: str = Field(default="")
+    status_history: str = Field(default="[]", description="JSON list of [status, iso time]")
+
+
+class Release(SQLModel, table=True):
+    __tablename__ = "release"
+    name: str = Field(primary_key=True, max_length=64)
+    target: date
+    released: date | None = None
+
+
+class Person(SQLModel, table=True):
+    __tablename__ = "person"
+    person: str = Field(primary_key=True, max_length=128)
+    team: str = Field(max_length=64)
+    tech: bool
+    hired: date
+    exited: date | None = None
+    hourly_rate: float | None = None
+
+
+class FinanceMonth(SQLModel, table=True):
+    __tablename__ = "finance_month"
+    month: date = Field(primary_key=True)  # first day of the month
+    revenue: float
+    cogs: float
+    operating_expenses: float
+    sales_marketing: float
+    research_development: float
+    net_income: float
+    operating_cash_flow: float
+    cash: float
+    receivables: float
+    mrr_start: float
+    mrr_new: float
+    mrr_expansion: float
+    mrr_contraction: float
+    mrr_churned: float
+    customers_start: int
+    customers_new: int
+    customers_lost: int
+    accounts: int
+
+
+class TenantRevenue(SQLModel, table=True):
+    __tablename__ = "tenant_revenue"
+    month: date = Field(primary_key=True)
+    tenant: str = Field(primary_key=True, max_length=64)
+    revenue: float
+
+
+class ProductEventRow(SQLModel, table=True):
+    __tablename__ = "product_event"
+    insert_id: str = Field(primary_key=True, max_length=64)
+    event: str = Field(max_length=64, index=True)
+    distinct_id: str = Field(max_length=256)
+    happened: datetime = Field(sa_column=utc_column())
+    properties: str = Field(default="{}", description="JSON object")
+    source: str = Field(default="mixpanel", max_length=16)
+
+
+class CoverageReport(SQLModel, table=True):
+    __tablename__ = "coverage_report"
+    source: str = Field(primary_key=True, max_length=256)
+    taken: datetime = Field(sa_column=utc_column(primary_key=True))
+    lines_valid: int
+    lines_covered: int
+    branches_valid: int | None = None
+    branches_covered: int | None = None
+
+
+class TestRun(SQLModel, table=True):
+    __tablename__ = "test_run"
+    __test__ = False  # not a pytest class
+    suite: str = Field(primary_key=True, max_length=256)
+    taken: datetime = Field(sa_column=utc_column(primary_key=True))
+    tests: int
+    failures: int
+    errors: int
+    skipped: int
+    seconds: float
+
+
+class IntegrationAttempt(SQLModel, table=True):
+    __tablename__ = "integration_attempt"
+    id: str = Field(primary_key=True, max_length=128)
+    integration: str = Field(max_length=128)
+    tenant: str = Field(max_length=64)
+    attempted: datetime = Field(sa_column=utc_column())
+    success: bool
+
+
+class ImportLog(SQLModel, table=True):
+    """Every import: which file (by content hash), how many rows, when."""
+
+    __tablename__ = "import_log"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    path: str
+    sha256: str = Field(max_length=64)
+    rows: int
+    imported: datetime = Field(sa_column=utc_column())

@@ -1,0 +1,1 @@
+"""Generated Grafana dashboards (built in a later issue)."""

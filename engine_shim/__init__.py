@@ -1,0 +1,1 @@
+"""Measure the engine: records, sidecar proxy, engine /metrics reader, simulated engine."""

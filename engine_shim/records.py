@@ -1,0 +1,124 @@
+"""The one currency of the stack: frozen records of requests and engine state, and sinks.
+
+Nothing downstream of the shim sees an engine object; every measurement becomes one of these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Outcome = Literal["ok", "error", "cancelled", "rejected"]
+OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "cancelled", "rejected")
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One inference request as the shim saw it; times are seconds on the wall clock (epoch)."""
+
+    request_id: str
+    tenant: str
+    model: str
+    feature: str
+    endpoint: str
+    arrival_time: float
+    finish_time: float
+    outcome: Outcome
+    http_status: int
+    first_token_time: float | None = None
+    last_token_time: float | None = None
+    inter_token_gaps: tuple[float, ...] = ()
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_prompt_tokens: int | None = None
+    finish_reason: str | None = None
+    streamed: bool = False
+    body_is_json: bool = True
+    response_id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    trace_sampled: bool = True
+    queue_time: float | None = None
+    prefill_time: float | None = None
+    decode_time: float | None = None
+    time_per_output_token: float | None = None
+    pod: str = ""
+    source: Literal["sidecar", "plugin", "simulator"] = "sidecar"
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        """Seconds from arrival to the first generated token, when a token was seen."""
+        if self.first_token_time is None:
+            return None
+        return self.first_token_time - self.arrival_time
+
+    @property
+    def e2e_latency(self) -> float:
+        """Seconds from arrival until the response ended, whatever the outcome."""
+        return self.finish_time - self.arrival_time
+
+    @property
+    def mean_inter_token_latency(self) -> float | None:
+        if not self.inter_token_gaps:
+            return None
+        return math.fsum(self.inter_token_gaps) / len(self.inter_token_gaps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict; `from_dict` reads it back."""
+        out = dataclasses.asdict(self)
+        out["inter_token_gaps"] = list(self.inter_token_gaps)
+        out["extra"] = dict(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RequestRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"RequestRecord: unknown field(s) {sorted(unknown)}")
+        values = dict(data)
+        values["inter_token_gaps"] = tuple(values.get("inter_token_gaps") or ())
+        values["extra"] = tuple(sorted((values.get("extra") or {}).items()))
+        if values.get("outcome") not in OUTCOMES:
+            raise ValueError(f"RequestRecord: field 'outcome' must be one of {OUTCOMES}")
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSnapshot:
+    """Engine state at one instant, read from the engine's /metrics or its in-process stats.
+
+    Counters are cumulative as the engine reports them; None means the engine does not expose it.
+    """
+
+    time: float
+    engine: str
+    model: str
+    up: bool
+    kv_cache_usage: float | None = None
+    requests_running: float | None = None
+    requests_waiting: float | None = None
+    preemptions_total: float | None = None
+    prefix_cache_queries_total: float | None = None
+    prefix_cache_hits_total: float | None = None
+    prompt_tokens_total: float | None = None
+    generation_tokens_total: float | None = None
+    engine_kind: str = UNKNOWN
+    matched_names: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class RecordSink(Protocol):
+    """Where finished measurements go. Implementations must never raise into the caller."""
+
+    def record(self, record: RequestRecord) -> None: ...
+
+    def record_snapshot(self, snapshot: EngineSnapshot) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,224 @@
+"""The simulator's OpenAI-compatible HTTP server (aiohttp): models, completions, chat, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from engine_shim.simulator.engine import Engine, Sequence, prefix_block_hashes
+from engine_shim.simulator.profiles import Profile, get_profile
+from engine_shim.simulator.text import WordSource, count_prompt_tokens, prompt_token_strings
+
+log = logging.getLogger(__name__)
+
+ENGINE_KEY = web.AppKey("engine", Engine)
+
+
+class BadRequestError(Exception):
+    def __init__(self, message: str, status: int = 400, kind: str = "BadRequestError") -> None:
+        super().__init__(message)
+        self.status, self.kind = status, kind
+
+
+def _error(exc: BadRequestError) -> web.Response:
+    body = {"error": {"message": str(exc), "type": exc.kind, "param": None,
+                      "code": exc.status}}
+    return web.json_response(body, status=exc.status)
+
+
+class Simulator:
+    """Request handling around one Engine; `seed` makes output lengths and words repeatable."""
+
+    def __init__(self, profile: Profile, seed: int = 0) -> None:
+        self.engine = Engine(profile)
+        self.served_model = profile.model
+        self.seed = seed
+        self._counter = itertools.count()
+        self.created = int(time.time())
+
+    # -- routes ----------------------------------------------------------------------------
+    async def models(self, _request: web.Request) -> web.Response:
+        card = {"id": self.served_model, "object": "model", "created": self.created,
+                "owned_by": "llmkpi-simulator", "root": self.served_model,
+                "max_model_len": self.engine.profile.max_model_len}
+        return web.json_response({"object": "list", "data": [card]})
+
+    async def health(self, _request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(text=self.engine.metrics.render(),
+                            content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def set_profile(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            profile = get_profile(str(body["profile"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            return _error(BadRequestError(f"body must be {{\"profile\": NAME}}: {exc}"))
+        self.engine.set_profile(profile)
+        log.info("simulator profile switched to %s", profile.name)
+        return web.json_response({"profile": profile.name})
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False)
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True)
+
+    # -- generation ------------------------------------------------------------------------
+    async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        try:
+            body = await self._parse(request, chat)
+            seq, words = self._sequence(body)
+        except BadRequestError as exc:
+            return _error(exc)
+        stream = bool(body.get("stream"))
+        options = body.get("stream_options") or {}
+        include_usage = stream and isinstance(options, dict) and bool(options.get("include_usage"))
+        prefix = "chatcmpl" if chat else "cmpl"
+        meta = {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()),
+                "model": self.served_model}
+        self.engine.submit(seq)
+        try:
+            if stream:
+                return await self._stream(request, seq, words, meta, chat, include_usage)
+            return await self._whole(seq, words, meta, chat)
+        finally:
+            if not seq.finished:
+                self.engine.abort(seq)
+
+    async def _parse(self, request: web.Request, chat: bool) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.read())
+        except ValueError as exc:
+            raise BadRequestError(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise BadRequestError("request body must be a JSON object")
+        if body.get("model") not in (None, self.served_model):
+            raise BadRequestError(f"The model `{body.get('model')}` does not exist.", 404,
+                             "NotFoundError")
+        if chat and not isinstance(body.get("messages"), list):
+            raise BadRequestError("field 'messages' is required and must be a list")
+        if not chat and "prompt" not in body:
+            raise BadRequestError("field 'prompt' is required")
+        if int(body.get("n") or 1) != 1:
+            raise BadRequestError("the simulator serves n=1 only")
+        return body
+
+    def _sequence(self, body: dict[str, Any]) -> tuple[Sequence, WordSource]:
+        profile = self.engine.profile
+        prompt_tokens = count_prompt_tokens(body)
+        room = profile.max_model_len - prompt_tokens
+        if room <= 0:
+            raise BadRequestError(
+                f"This model's maximum context length is {profile.max_model_len} tokens."
+                f" However, your request has {prompt_tokens} input tokens.")
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise BadRequestError("max_tokens must be a positive integer")
+        n = next(self._counter)
+        rng = random.Random(self.seed * 1_000_003 + n)
+        natural = max(1, round(rng.lognormvariate(0, profile.output_len_sigma)
+                               * profile.output_len_median))
+        limit = min(max_tokens, room) if max_tokens is not None else room
+        if body.get("ignore_eos"):
+            output, reason = limit, "length"
+        else:
+            output = min(natural, limit)
+            reason = "stop" if natural < limit else "length"
+        if not self.engine.fits(prompt_tokens, output):
+            raise BadRequestError("request needs more KV cache than the engine has")
+        seq = Sequence(
+            request_id=str(n), prompt_tokens=prompt_tokens, output_limit=output,
+            finish_reason=reason, arrival=asyncio.get_running_loop().time(),
+            prefix_hashes=prefix_block_hashes(prompt_token_strings(body), profile.block_size))
+        return seq, WordSource(rng.randrange(2**32))
+
+    async def _tokens(self, seq: Sequence) -> AsyncIterator[int]:
+        while True:
+            index = await seq.tokens.get()
+            if index is None:
+                return
+            yield index
+
+    def _usage(self, seq: Sequence) -> dict[str, Any]:
+        return {"prompt_tokens": seq.prompt_tokens, "completion_tokens": seq.generated,
+                "total_tokens": seq.prompt_tokens + seq.generated,
+                "prompt_tokens_details": {"cached_tokens": seq.cached_tokens}}
+
+    async def _stream(self, request: web.Request, seq: Sequence, words: WordSource,
+                      meta: dict[str, Any], chat: bool, include_usage: bool
+                      ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                               "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        kind = "chat.completion.chunk" if chat else "text_completion"
+        async for index in self._tokens(seq):
+            text = words.next_token(first=index == 1)
+            last = index == seq.output_limit
+            reason = seq.finish_reason if last else None
+            if chat:
+                if index == 1:
+                    role = {"index": 0, "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None, "finish_reason": None}
+                    await response.write(_sse({**meta, "object": kind, "choices": [role]}))
+                choice: dict[str, Any] = {"index": 0, "delta": {"content": text},
+                                          "logprobs": None, "finish_reason": reason}
+            else:
+                choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+            await response.write(_sse({**meta, "object": kind, "choices": [choice]}))
+        if include_usage:
+            await response.write(_sse({**meta, "object": kind, "choices": [],
+                                       "usage": self._usage(seq)}))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _whole(self, seq: Sequence, words: WordSource, meta: dict[str, Any],
+                     chat: bool) -> web.Response:
+        text = "".join([words.next_token(first=i == 1) async for i in self._tokens(seq)])
+        if chat:
+            choice: dict[str, Any] = {"index": 0, "logprobs": None,
+                                      "message": {"role": "assistant", "content": text},
+                                      "finish_reason": seq.finish_reason}
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None,
+                      "finish_reason": seq.finish_reason}
+            obj = "text_completion"
+        return web.json_response({**meta, "object": obj, "choices": [choice],
+                                  "usage": self._usage(seq)})
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def build_app(simulator: Simulator) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[ENGINE_KEY] = simulator.engine
+    app.router.add_get("/v1/models", simulator.models)
+    app.router.add_get("/health", simulator.health)
+    app.router.add_get("/metrics", simulator.metrics)
+    app.router.add_post("/v1/completions", simulator.completions)
+    app.router.add_post("/v1/chat/completions", simulator.chat_completions)
+    app.router.add_post("/admin/profile", simulator.set_profile)
+
+    async def engine_task(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(app[ENGINE_KEY].run())
+        yield
+        task.cancel()
+
+    app.cleanup_ctx.append(engine_task)
+    return app

@@ -1,0 +1,1 @@
+"""Publish measurements: the metric catalogue and the Prometheus, JSON-lines sinks."""

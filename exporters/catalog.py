@@ -1,0 +1,186 @@
+"""Every metric llmkpi exports, declared once: name, type, unit, help, labels, bucket family.
+
+Dashboards and alert rules read names from here; nothing else retypes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+MetricType = Literal["counter", "gauge", "histogram"]
+
+PREFIX = "llmkpi_"
+REQUEST_LABELS = ("model", "tenant", "feature")
+ENGINE_LABELS = ("engine", "model")
+
+
+class BucketFamily(NamedTuple):
+    """Histogram upper bounds (seconds unless the unit says otherwise) and why they are so."""
+
+    name: str
+    bounds: tuple[float, ...]
+    doc: str
+
+
+TTFT_BUCKETS = BucketFamily(
+    "time_to_first_token",
+    (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1,
+     0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 7.5, 10.0,
+     20.0, 40.0, 80.0, 160.0, 640.0, 2560.0),
+    "vLLM's range (1 ms to 2560 s) with extra bounds between 10 ms and 500 ms, where an SLO"
+    " of 'p95 TTFT under 0.5 s' is decided, so histogram_quantile interpolates over narrow bins.",
+)
+ITL_BUCKETS = BucketFamily(
+    "inter_token_latency",
+    (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
+     0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0),
+    "Decode steps of an 8B model on one H100 take 5-30 ms; vLLM starts at 10 ms, which puts"
+    " every healthy gap in one bin. We start at 1 ms and keep vLLM's 80 s ceiling for stalls.",
+)
+E2E_BUCKETS = BucketFamily(
+    "e2e_request_latency",
+    (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0,
+     20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0),
+    "Whole requests run from tens of milliseconds (short completions) to hours (batch"
+    " jobs); vLLM's bounds from 0.3 s upward, plus three below for short chat turns.",
+)
+QUEUE_BUCKETS = BucketFamily(
+    "request_queue_time",
+    (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+     30.0, 60.0, 120.0, 300.0, 600.0),
+    "Waiting for a KV-cache slot is near zero on a healthy engine and minutes when it is"
+    " saturated; a log-like spread covers both without many bins.",
+)
+BUCKET_FAMILIES = (TTFT_BUCKETS, ITL_BUCKETS, E2E_BUCKETS, QUEUE_BUCKETS)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric. `name` is the exposed name (counters end in `_total`)."""
+
+    name: str
+    type: MetricType
+    unit: str
+    help: str
+    labels: tuple[str, ...]
+    buckets: BucketFamily | None = None
+
+
+def _m(name: str, type_: MetricType, unit: str, help_: str, labels: tuple[str, ...],
+       buckets: BucketFamily | None = None) -> MetricSpec:
+    return MetricSpec(PREFIX + name, type_, unit, help_, labels, buckets)
+
+
+TIME_TO_FIRST_TOKEN = _m(
+    "time_to_first_token_seconds", "histogram", "seconds",
+    "Seconds from the request reaching the sidecar to the first generated token.",
+    REQUEST_LABELS, TTFT_BUCKETS)
+INTER_TOKEN_LATENCY = _m(
+    "inter_token_latency_seconds", "histogram", "seconds",
+    "Seconds between consecutive streamed token chunks of one request.",
+    REQUEST_LABELS, ITL_BUCKETS)
+E2E_REQUEST_LATENCY = _m(
+    "e2e_request_latency_seconds", "histogram", "seconds",
+    "Seconds from the request reaching the sidecar to its response ending, any outcome.",
+    (*REQUEST_LABELS, "outcome"), E2E_BUCKETS)
+REQUEST_QUEUE_TIME = _m(
+    "request_queue_time_seconds", "histogram", "seconds",
+    "Seconds a request waited in the engine's queue (known to the in-process plugin).",
+    REQUEST_LABELS, QUEUE_BUCKETS)
+REQUESTS = _m(
+    "requests_total", "counter", "requests",
+    "Inference requests finished, by outcome: ok, error, cancelled, rejected.",
+    (*REQUEST_LABELS, "outcome"))
+PROMPT_TOKENS = _m(
+    "prompt_tokens_total", "counter", "tokens",
+    "Prompt tokens of finished requests, as the engine's usage reported them.",
+    REQUEST_LABELS)
+GENERATION_TOKENS = _m(
+    "generation_tokens_total", "counter", "tokens",
+    "Generated tokens of finished requests, as the engine's usage reported them.",
+    REQUEST_LABELS)
+CACHED_PROMPT_TOKENS = _m(
+    "cached_prompt_tokens_total", "counter", "tokens",
+    "Prompt tokens served from the engine's prefix cache (when the engine reports them).",
+    REQUEST_LABELS)
+ENGINE_UP = _m(
+    "engine_up", "gauge", "",
+    "1 when the last poll of the engine's /metrics succeeded, else 0.",
+    ENGINE_LABELS)
+ENGINE_KV_CACHE_USAGE = _m(
+    "engine_kv_cache_usage_ratio", "gauge", "ratio",
+    "Fraction of the engine's KV-cache blocks in use (0-1).",
+    ENGINE_LABELS)
+ENGINE_REQUESTS_RUNNING = _m(
+    "engine_requests_running", "gauge", "requests",
+    "Requests the engine is running in its batch now.",
+    ENGINE_LABELS)
+ENGINE_REQUESTS_WAITING = _m(
+    "engine_requests_waiting", "gauge", "requests",
+    "Requests waiting in the engine's queue now.",
+    ENGINE_LABELS)
+ENGINE_PREEMPTIONS = _m(
+    "engine_preemptions_total", "counter", "preemptions",
+    "Requests the engine preempted because its KV cache was full.",
+    ENGINE_LABELS)
+ENGINE_PREFIX_CACHE_QUERIES = _m(
+    "engine_prefix_cache_queries_tokens_total", "counter", "tokens",
+    "Prompt tokens looked up in the engine's prefix cache.",
+    ENGINE_LABELS)
+ENGINE_PREFIX_CACHE_HITS = _m(
+    "engine_prefix_cache_hits_tokens_total", "counter", "tokens",
+    "Prompt tokens found in the engine's prefix cache.",
+    ENGINE_LABELS)
+SINK_DROPPED = _m(
+    "sink_dropped_records_total", "counter", "records",
+    "Records a telemetry sink dropped because its bounded queue was full.",
+    ("sink",))
+SINK_FAILED = _m(
+    "sink_failed_records_total", "counter", "records",
+    "Records a telemetry sink failed to publish (it raised; the request was not affected).",
+    ("sink",))
+LABEL_OVERFLOW = _m(
+    "label_overflow_total", "counter", "requests",
+    "Requests whose label value was folded into 'other' to keep series bounded.",
+    ("label",))
+
+PLUGIN_RECORD_SECONDS = _m(
+    "plugin_record_seconds_total", "counter", "seconds",
+    "Seconds the in-process vLLM plugin spent inside record() on vLLM's output loop.",
+    ("engine",))
+PLUGIN_RECORD_CALLS = _m(
+    "plugin_record_calls_total", "counter", "calls",
+    "Calls vLLM made to the in-process plugin's record() (about one per engine step).",
+    ("engine",))
+
+EVENTS_PENDING = _m(
+    "events_pending", "gauge", "events",
+    "Product events in the durable outbox waiting for Mixpanel (or kept as local log).", ())
+EVENTS_QUARANTINED = _m(
+    "events_quarantined", "gauge", "events",
+    "Product events Mixpanel rejected, kept with its reason for inspection.", ())
+EVENTS_DROPPED = _m(
+    "events_dropped_total", "counter", "events",
+    "Product events dropped because the bounded outbox was full.", ())
+EVENTS_SENT = _m(
+    "events_sent_total", "counter", "events",
+    "Product events Mixpanel accepted (the outbox deleted them).", ())
+
+REQUEST_METRICS = (TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, E2E_REQUEST_LATENCY,
+                   REQUEST_QUEUE_TIME, REQUESTS, PROMPT_TOKENS, GENERATION_TOKENS,
+                   CACHED_PROMPT_TOKENS)
+ENGINE_METRICS = (ENGINE_UP, ENGINE_KV_CACHE_USAGE, ENGINE_REQUESTS_RUNNING,
+                  ENGINE_REQUESTS_WAITING, ENGINE_PREEMPTIONS, ENGINE_PREFIX_CACHE_QUERIES,
+                  ENGINE_PREFIX_CACHE_HITS)
+HEALTH_METRICS = (SINK_DROPPED, SINK_FAILED, LABEL_OVERFLOW, PLUGIN_RECORD_SECONDS,
+                  PLUGIN_RECORD_CALLS, EVENTS_PENDING, EVENTS_QUARANTINED, EVENTS_DROPPED,
+                  EVENTS_SENT)
+ALL_METRICS = REQUEST_METRICS + ENGINE_METRICS + HEALTH_METRICS
+
+
+def by_name(name: str) -> MetricSpec:
+    for spec in ALL_METRICS:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)

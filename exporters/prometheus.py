@@ -1,0 +1,228 @@
+"""Prometheus sink: request records and engine snapshots into a registry served as OpenMetrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from engine_shim.records import EngineSnapshot, RequestRecord
+from exporters import catalog
+from exporters.cardinality import TopKLabel
+from exporters.catalog import MetricSpec
+
+log = logging.getLogger(__name__)
+
+SinkStats = Callable[[], Mapping[str, tuple[int, int]]]
+
+
+def build_metric(spec: MetricSpec, registry: CollectorRegistry) -> Counter | Gauge | Histogram:
+    """One prometheus_client metric from its catalogue entry."""
+    if spec.type == "histogram":
+        assert spec.buckets is not None
+        return Histogram(spec.name, spec.help, spec.labels, registry=registry,
+                         buckets=spec.buckets.bounds)
+    if spec.type == "counter":
+        return Counter(spec.name.removesuffix("_total"), spec.help, spec.labels,
+                       registry=registry)
+    return Gauge(spec.name, spec.help, spec.labels, registry=registry)
+
+
+class PrometheusSink:
+    """Observes each finished request into histograms and counters, bounded per label.
+
+    Runs on a sink worker thread (see engine_shim.dispatch), never on the request path.
+    """
+
+    name = "prometheus"
+
+    def __init__(self, registry: CollectorRegistry, *, max_tenants: int = 20,
+                 max_features: int = 10, max_models: int = 10) -> None:
+        self.registry = registry
+        self._metrics = {spec.name: build_metric(spec, registry)
+                         for spec in catalog.REQUEST_METRICS + catalog.ENGINE_METRICS}
+        self._overflow = build_metric(catalog.LABEL_OVERFLOW, registry)
+        self._series: dict[str, set[tuple[str, ...]]] = {n: set() for n in self._metrics}
+        self._bounds = {
+            "tenant": TopKLabel(max_tenants, on_evict=lambda v: self._evict("tenant", v)),
+            "feature": TopKLabel(max_features, on_evict=lambda v: self._evict("feature", v)),
+            "model": TopKLabel(max_models, on_evict=lambda v: self._evict("model", v)),
+        }
+        self._engine_counters: dict[tuple[str, ...], float] = {}
+        self._lock = threading.Lock()
+
+    def record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._record(record)
+
+    def _record(self, record: RequestRecord) -> None:
+        labels = (self._bounded("model", record.model), self._bounded("tenant", record.tenant),
+                  self._bounded("feature", record.feature))
+        exemplar = {"trace_id": record.trace_id} if record.trace_id else None
+        self._count(catalog.REQUESTS, (*labels, record.outcome), 1, exemplar)
+        self._observe(catalog.E2E_REQUEST_LATENCY, (*labels, record.outcome),
+                      [record.e2e_latency], exemplar)
+        ttft = record.time_to_first_token
+        if ttft is not None:
+            self._observe(catalog.TIME_TO_FIRST_TOKEN, labels, [ttft], exemplar)
+        if record.inter_token_gaps:
+            self._observe(catalog.INTER_TOKEN_LATENCY, labels, record.inter_token_gaps, None)
+        if record.queue_time is not None:
+            self._observe(catalog.REQUEST_QUEUE_TIME, labels, [record.queue_time], None)
+        for spec, value in ((catalog.PROMPT_TOKENS, record.prompt_tokens),
+                            (catalog.GENERATION_TOKENS, record.output_tokens),
+                            (catalog.CACHED_PROMPT_TOKENS, record.cached_prompt_tokens)):
+            if value:
+                self._count(spec, labels, value, None)
+
+    def record_snapshot(self, snapshot: EngineSnapshot) -> None:
+        with self._lock:
+            self._record_snapshot(snapshot)
+
+    def _record_snapshot(self, snap: EngineSnapshot) -> None:
+        labels = (snap.engine, snap.model)
+        self._set(catalog.ENGINE_UP, labels, 1.0 if snap.up else 0.0)
+        if not snap.up:
+            return
+        for spec, value in ((catalog.ENGINE_KV_CACHE_USAGE, snap.kv_cache_usage),
+                            (catalog.ENGINE_REQUESTS_RUNNING, snap.requests_running),
+                            (catalog.ENGINE_REQUESTS_WAITING, snap.requests_waiting)):
+            if value is not None:
+                self._set(spec, labels, value)
+        for spec, total in ((catalog.ENGINE_PREEMPTIONS, snap.preemptions_total),
+                            (catalog.ENGINE_PREFIX_CACHE_QUERIES, snap.prefix_cache_queries_total),
+                            (catalog.ENGINE_PREFIX_CACHE_HITS, snap.prefix_cache_hits_total)):
+            if total is not None:
+                self._mirror_counter(spec, labels, total)
+
+    def close(self) -> None:
+        """Nothing buffered: the registry is read on each scrape."""
+
+    def _bounded(self, label: str, value: str) -> str:
+        bounded = self._bounds[label].label(value)
+        if bounded != value:
+            self._overflow.labels(label).inc()  # type: ignore[union-attr]
+        return bounded
+
+    def _child(self, spec: MetricSpec, labels: tuple[str, ...]) -> Any:
+        self._series[spec.name].add(labels)
+        return self._metrics[spec.name].labels(*labels)
+
+    def _observe(self, spec: MetricSpec, labels: tuple[str, ...], values: Iterable[float],
+                 exemplar: dict[str, str] | None) -> None:
+        child = self._child(spec, labels)
+        for value in values:
+            if value >= 0:
+                child.observe(value, exemplar)
+            else:
+                log.warning("dropped negative %s observation %r", spec.name, value)
+
+    def _count(self, spec: MetricSpec, labels: tuple[str, ...], amount: float,
+               exemplar: dict[str, str] | None) -> None:
+        self._child(spec, labels).inc(amount, exemplar)
+
+    def _set(self, spec: MetricSpec, labels: tuple[str, ...], value: float) -> None:
+        self._child(spec, labels).set(value)
+
+    def _mirror_counter(self, spec: MetricSpec, labels: tuple[str, ...], total: float) -> None:
+        """Follow an engine's cumulative counter; an engine restart (total drops) counts anew."""
+        key = (spec.name, *labels)
+        previous = self._engine_counters.get(key)
+        self._engine_counters[key] = total
+        delta = total if previous is None or total < previous else total - previous
+        if delta > 0:
+            self._child(spec, labels).inc(delta)
+        else:
+            self._child(spec, labels)
+
+    def _evict(self, label: str, value: str) -> None:
+        """Remove every series of a label value that lost its place among the top K."""
+        for name, series in self._series.items():
+            spec = catalog.by_name(name)
+            if label not in spec.labels:
+                continue
+            index = spec.labels.index(label)
+            for combo in [c for c in series if c[index] == value]:
+                self._metrics[name].remove(*combo)
+                series.discard(combo)
+
+
+def _family(spec: MetricSpec, labels: Iterable[str] = (), value: float | None = None
+            ) -> CounterMetricFamily | GaugeMetricFamily:
+    """A custom-collector family named and described by its catalogue entry."""
+    if spec.type == "counter":
+        return CounterMetricFamily(spec.name.removesuffix("_total"), spec.help,
+                                   labels=list(labels) or None, value=value)
+    return GaugeMetricFamily(spec.name, spec.help, labels=list(labels) or None, value=value)
+
+
+class LabelledPairCollector(Collector):
+    """Two catalogue metrics sharing one label, read live as {label value: (first, second)}."""
+
+    def __init__(self, first: MetricSpec, second: MetricSpec,
+                 read: Callable[[], Mapping[str, tuple[float, float]]]) -> None:
+        assert first.labels == second.labels and len(first.labels) == 1
+        self._specs, self._read = (first, second), read
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        families = [_family(spec, spec.labels) for spec in self._specs]
+        for key, values in sorted(self._read().items()):
+            for family, value in zip(families, values, strict=True):
+                family.add_metric([key], value)
+        return families
+
+
+PluginCost = Callable[[], Mapping[str, tuple[int, float]]]
+
+
+class OutboxCollector(Collector):
+    """Exports the event outbox's state, read from the SQLite file at scrape time."""
+
+    def __init__(self, stats: Callable[[], Any]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        stats = self._stats()
+        return [_family(catalog.EVENTS_PENDING, value=stats.pending),
+                _family(catalog.EVENTS_QUARANTINED, value=stats.quarantined),
+                _family(catalog.EVENTS_DROPPED, value=stats.dropped),
+                _family(catalog.EVENTS_SENT, value=stats.sent)]
+
+
+def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> Any:
+    """Serve the registry on its own port; OpenMetrics (with exemplars) when the scraper asks."""
+    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    return server
+
+
+class PrometheusExporter:
+    """The registry, the request sink and the metrics server, built together.
+
+    Callers outside `exporters` use this so that only this package imports prometheus_client.
+    """
+
+    def __init__(self, *, max_tenants: int = 20, max_features: int = 10) -> None:
+        self.registry = CollectorRegistry()
+        self.sink = PrometheusSink(self.registry, max_tenants=max_tenants,
+                                   max_features=max_features)
+
+    def watch_sinks(self, stats: SinkStats) -> None:
+        """Dropped and failed records per sink, read live from the dispatcher."""
+        self.registry.register(LabelledPairCollector(catalog.SINK_DROPPED, catalog.SINK_FAILED,
+                                                     stats))
+
+    def watch_plugin(self, cost: PluginCost) -> None:
+        """The vLLM plugin's own cost per engine: calls and seconds inside record()."""
+        self.registry.register(LabelledPairCollector(
+            catalog.PLUGIN_RECORD_CALLS, catalog.PLUGIN_RECORD_SECONDS, cost))
+
+    def watch_outbox(self, stats: Callable[[], Any]) -> None:
+        self.registry.register(OutboxCollector(stats))
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> Any:
+        return serve_metrics(self.registry, port, addr)

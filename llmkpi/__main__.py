@@ -1,0 +1,3 @@
+from llmkpi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""Wiring: builds the sidecar and the simulator with their sinks and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from engine_shim.dispatch import BoundedSink, FanOut
+from engine_shim.proxy import Sidecar, SidecarConfig
+from engine_shim.records import RecordSink
+from engine_shim.simulator.profiles import get_profile
+from engine_shim.simulator.server import Simulator, build_app
+from engine_shim.tenancy import TenantResolver, load_alias_file
+from exporters.jsonl import JsonLinesSink
+from exporters.mixpanel import MixpanelSender, MixpanelSink, MixpanelTarget, ProductEvents
+from exporters.otel import OtelExporter, otlp_exporter
+from exporters.outbox import Outbox
+from exporters.prometheus import PrometheusExporter
+from llmkpi.settings import (
+    DEFAULT_SALT,
+    EventsSettings,
+    SidecarSettings,
+    SinkSettings,
+    TracingSettings,
+)
+
+log = logging.getLogger(__name__)
+
+
+def install_fast_loop() -> None:
+    """uvloop when present: the proxy's per-chunk work is mostly event-loop overhead."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def tracing_sink(tracing: TracingSettings) -> RecordSink | None:
+    if not tracing.enabled:
+        return None
+    exporter = OtelExporter(service_name=tracing.service_name,
+                            exporter=otlp_exporter(tracing.endpoint, tracing.protocol))
+    log.info("spans to %s over OTLP %s (sample ratio %g)",
+             tracing.endpoint or "the OTEL_EXPORTER_OTLP endpoint", tracing.protocol,
+             tracing.sample_ratio)
+    return exporter.sink
+
+
+def mixpanel_target(events: EventsSettings) -> MixpanelTarget:
+    return MixpanelTarget(api_host=events.api_host, project_id=events.project_id,
+                          username=events.sa_username,
+                          secret=events.sa_secret or events.api_secret, timeout=events.timeout)
+
+
+def events_sink(events: EventsSettings, exporter: PrometheusExporter
+                ) -> tuple[RecordSink | None, MixpanelSender | None]:
+    """The product-event sink, and the sender thread when Mixpanel is configured."""
+    if events.outbox is None:
+        return None, None
+    outbox = Outbox(events.outbox, max_events=events.max_events)
+    exporter.watch_outbox(outbox.stats)
+    sink = MixpanelSink(ProductEvents(outbox, events.token), delayed_after=events.delayed_after)
+    sender = None
+    if events.sends:
+        sender = MixpanelSender(outbox, mixpanel_target(events))
+        sender.start()
+        log.info("product events to Mixpanel at %s via %s", events.api_host, events.outbox)
+    else:
+        log.info("product events kept in %s (no Mixpanel token)", events.outbox)
+    return sink, sender
+
+
+def ledger_sink(url: str | None, gpu: str, pod: str) -> RecordSink | None:
+    if url is None:
+        return None
+    from collectors.ledger import LedgerSink
+    from collectors.store import Store
+
+    log.info("request ledger in %s", url)
+    return LedgerSink(Store.open(url), gpu=gpu, pod=pod)
+
+
+def build_sinks(settings: SinkSettings, exporter: PrometheusExporter,
+                extra: Sequence[RecordSink] = ()) -> FanOut:
+    """Every configured sink, each behind its own bounded queue: sidecar and plugin alike."""
+    optional = (
+        ledger_sink(settings.ledger_url, settings.gpu, settings.pod),
+        events_sink(settings.events, exporter)[0],
+        JsonLinesSink(settings.records_out) if settings.records_out is not None else None,
+        tracing_sink(settings.tracing),
+    )
+    sinks = [exporter.sink, *(s for s in optional if s is not None), *extra]
+    fan_out = FanOut([BoundedSink(s, capacity=settings.sink_queue) for s in sinks])
+    exporter.watch_sinks(fan_out.stats)
+    return fan_out
+
+
+def build_sidecar(settings: SidecarSettings, sink: RecordSink) -> Sidecar:
+    aliases = load_alias_file(settings.tenant_aliases) if settings.tenant_aliases else {}
+    if settings.key_salt == DEFAULT_SALT:
+        log.warning("LLMKPI_KEY_SALT is not set: tenant ids from API keys use the default salt")
+    resolver = TenantResolver(settings.key_salt, aliases, settings.tenant_header)
+    config = SidecarConfig(upstream=settings.upstream, feature_header=settings.feature_header,
+                           pod=settings.sinks.pod,
+                           engine_poll_interval=settings.engine_poll_seconds,
+                           trace_sample_ratio=settings.sinks.tracing.sample_ratio,
+                           capture_content=settings.sinks.tracing.capture_content)
+    return Sidecar(config, sink, resolver)
+
+
+async def _serve(app: web.Application, host: str, port: int, what: str) -> None:
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    log.info("%s listening on http://%s:%d", what, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_sidecar(settings: SidecarSettings) -> None:
+    # Validate everything before opening a port, so a bad alias file fails fast.
+    exporter = PrometheusExporter(max_tenants=settings.max_tenants,
+                                  max_features=settings.max_features)
+    sinks = build_sinks(settings.sinks, exporter)
+    sidecar = build_sidecar(settings, sinks)
+    exporter.serve(settings.metrics_port, settings.host)
+    log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    install_fast_loop()
+    try:
+        asyncio.run(_serve(sidecar.build_app(), settings.host, settings.port,
+                           f"sidecar -> {settings.upstream}"))
+    finally:
+        sinks.close()
+
+
+def run_simulator(host: str, port: int, profile_name: str, seed: int) -> None:
+    profile = get_profile(profile_name)
+    install_fast_loop()
+    asyncio.run(_serve(build_app(Simulator(profile, seed)), host, port,
+                       f"simulator ({profile.name}, model {profile.model})"))

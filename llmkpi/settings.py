@@ -1,0 +1,292 @@
+"""One settings object per component, from CLI flags over documented LLMKPI_* variables.
+
+This is the only module that reads os.environ. Every variable is listed in ENV_DOC.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_DOC = {
+    "LLMKPI_UPSTREAM": "sidecar: engine base URL (default http://127.0.0.1:8000)",
+    "LLMKPI_HOST": "sidecar/simulator: address to listen on (default 127.0.0.1)",
+    "LLMKPI_SIDECAR_PORT": "sidecar: traffic port (default 8080)",
+    "LLMKPI_METRICS_PORT": "sidecar: Prometheus /metrics port (default 9464)",
+    "LLMKPI_KEY_SALT": "sidecar: salt for hashing API keys into tenant ids (set it in production)",
+    "LLMKPI_TENANT_ALIASES": "sidecar: YAML file mapping key hashes to tenant names",
+    "LLMKPI_TENANT_HEADER": "sidecar: header naming the tenant (default X-Tenant)",
+    "LLMKPI_FEATURE_HEADER": "sidecar: header naming the product feature (default X-Feature)",
+    "LLMKPI_MAX_TENANTS": "sidecar: tenants with their own series; the rest are 'other' (20)",
+    "LLMKPI_MAX_FEATURES": "sidecar: features with their own series (10)",
+    "LLMKPI_RECORDS_OUT": "sidecar: also append every request record to this JSON-lines file",
+    "LLMKPI_SINK_QUEUE": "sidecar: bounded queue length per sink (10000)",
+    "LLMKPI_ENGINE_POLL_SECONDS": "sidecar: interval of engine /metrics polls, 0 = off (5)",
+    "LLMKPI_POD": "sidecar: pod name written into records (default: host name)",
+    "LLMKPI_PLUGIN_METRICS_PORT": "vLLM plugin: Prometheus /metrics port, 0 = off (9465)",
+    "LLMKPI_PLUGIN_SNAPSHOT_SECONDS": "vLLM plugin: engine snapshot interval (1)",
+    "LLMKPI_OTLP_ENDPOINT": "sidecar/plugin: OTLP base URL, e.g. http://collector:4318 (off)",
+    "LLMKPI_OTEL_CAPTURE_CONTENT": "sidecar: put prompt and completion text on spans (off)",
+    "LLMKPI_OUTBOX": "events: SQLite outbox / local event log; events are on when set",
+    "LLMKPI_OUTBOX_MAX_EVENTS": "events: outbox bound; past it new events are dropped, counted",
+    "LLMKPI_MIXPANEL_TOKEN": "events: Mixpanel project token; without it nothing is sent",
+    "LLMKPI_MIXPANEL_API_SECRET": "events: project API secret for /import (or a service account)",
+    "LLMKPI_MIXPANEL_SA_USERNAME": "events: service-account user name for /import",
+    "LLMKPI_MIXPANEL_SA_SECRET": "events: service-account secret",
+    "LLMKPI_MIXPANEL_PROJECT_ID": "events: project id (needed with a service account)",
+    "LLMKPI_MIXPANEL_API_HOST": "events: API base URL (default https://api.mixpanel.com)",
+    "LLMKPI_MIXPANEL_TIMEOUT": "events: seconds to wait for an /import answer (10)",
+    "LLMKPI_RESPONSE_DELAYED_SECONDS": "events: TTFT above which response_delayed is sent (2)",
+    "LLMKPI_DATABASE_URL": "store: a SQLite path or URL, or postgresql://... (llmkpi.sqlite)",
+    "LLMKPI_LEDGER": "sidecar/plugin: write every request to the store's ledger (off)",
+    "LLMKPI_GPU": "sidecar/plugin: GPU type written into ledger rows (empty)",
+    "LLMKPI_LOG_LEVEL": "all: logging level (default INFO)",
+}
+
+# Standard OpenTelemetry variables honoured (the OTLP exporter reads its own OTEL_EXPORTER_*).
+OTEL_ENV = ("OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER",
+            "OTEL_TRACES_SAMPLER_ARG", "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+DEFAULT_SALT = "llmkpi-default-salt"
+
+
+class Env:
+    """Typed reads of LLMKPI_* variables with errors that name the variable."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    def get_str(self, name: str, default: str) -> str:
+        assert name in ENV_DOC or name in OTEL_ENV, name
+        return self.environ.get(name, default)
+
+    def get_bool(self, name: str, default: bool) -> bool:
+        raw = self.get_str(name, str(default)).strip().lower()
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"environment variable {name}={raw!r} must be true or false")
+
+    def get_int(self, name: str, default: int, minimum: int = 0) -> int:
+        raw = self.get_str(name, str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+        if value < minimum:
+            raise ValueError(f"environment variable {name}={value} must be >= {minimum}")
+        return value
+
+    def get_float(self, name: str, default: float) -> float:
+        raw = self.get_str(name, str(default))
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """Where spans go. On when an OTLP endpoint is configured (ours or OTEL_*'s)."""
+
+    enabled: bool
+    endpoint: str | None
+    protocol: str
+    service_name: str
+    sample_ratio: float
+    capture_content: bool
+
+    @classmethod
+    def from_env(cls, env: Env, service_name: str, endpoint_flag: str | None = None,
+                 ratio_flag: float | None = None) -> TracingSettings:
+        endpoint = endpoint_flag or env.get_str("LLMKPI_OTLP_ENDPOINT", "") or None
+        otel_endpoint = (env.get_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+                         or env.get_str("OTEL_EXPORTER_OTLP_ENDPOINT", ""))
+        disabled = env.get_bool("OTEL_SDK_DISABLED", False)
+        sampler = env.get_str("OTEL_TRACES_SAMPLER", "parentbased_always_on").lower()
+        ratio = 1.0
+        if sampler in ("always_off", "parentbased_always_off"):
+            ratio = 0.0
+        elif sampler in ("traceidratio", "parentbased_traceidratio"):
+            ratio = env.get_float("OTEL_TRACES_SAMPLER_ARG", 1.0)
+        if ratio_flag is not None:
+            ratio = ratio_flag
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"trace sample ratio {ratio} must be between 0 and 1")
+        protocol = (env.get_str("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "")
+                    or env.get_str("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"))
+        return cls(enabled=bool(endpoint or otel_endpoint) and not disabled, endpoint=endpoint,
+                   protocol=protocol,
+                   service_name=env.get_str("OTEL_SERVICE_NAME", service_name),
+                   sample_ratio=ratio,
+                   capture_content=env.get_bool("LLMKPI_OTEL_CAPTURE_CONTENT", False))
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    """Product events: the durable outbox, and Mixpanel when a token is configured."""
+
+    outbox: Path | None
+    max_events: int
+    token: str | None
+    api_host: str
+    api_secret: str | None
+    sa_username: str | None
+    sa_secret: str | None
+    project_id: str | None
+    timeout: float
+    delayed_after: float
+
+    @property
+    def enabled(self) -> bool:
+        return self.outbox is not None
+
+    @property
+    def sends(self) -> bool:
+        return self.enabled and bool(self.token)
+
+    @classmethod
+    def from_env(cls, env: Env | None = None, outbox_flag: str | None = None,
+                 api_host_flag: str | None = None) -> EventsSettings:
+        env = env or Env()
+        outbox = outbox_flag or env.get_str("LLMKPI_OUTBOX", "")
+        settings = cls(
+            outbox=Path(outbox) if outbox else None,
+            max_events=env.get_int("LLMKPI_OUTBOX_MAX_EVENTS", 1_000_000, 1),
+            token=env.get_str("LLMKPI_MIXPANEL_TOKEN", "") or None,
+            api_host=api_host_flag or env.get_str("LLMKPI_MIXPANEL_API_HOST",
+                                                  "https://api.mixpanel.com"),
+            api_secret=env.get_str("LLMKPI_MIXPANEL_API_SECRET", "") or None,
+            sa_username=env.get_str("LLMKPI_MIXPANEL_SA_USERNAME", "") or None,
+            sa_secret=env.get_str("LLMKPI_MIXPANEL_SA_SECRET", "") or None,
+            project_id=env.get_str("LLMKPI_MIXPANEL_PROJECT_ID", "") or None,
+            timeout=env.get_float("LLMKPI_MIXPANEL_TIMEOUT", 10.0),
+            delayed_after=env.get_float("LLMKPI_RESPONSE_DELAYED_SECONDS", 2.0),
+        )
+        if settings.token and not (settings.api_secret or settings.sa_secret):
+            raise ValueError("LLMKPI_MIXPANEL_TOKEN is set but /import needs credentials: set"
+                             " LLMKPI_MIXPANEL_API_SECRET or a service account"
+                             " (LLMKPI_MIXPANEL_SA_USERNAME, _SA_SECRET, _PROJECT_ID)")
+        if settings.sa_username and not settings.project_id:
+            raise ValueError("LLMKPI_MIXPANEL_SA_USERNAME needs LLMKPI_MIXPANEL_PROJECT_ID")
+        return settings
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """Where measurements go; the same for the sidecar and the in-process plugin."""
+
+    records_out: Path | None
+    sink_queue: int
+    pod: str
+    gpu: str
+    ledger_url: str | None
+    tracing: TracingSettings
+    events: EventsSettings
+
+    @classmethod
+    def from_env(cls, env: Env, service_name: str,
+                 flags: Mapping[str, object] | None = None) -> SinkSettings:
+        flags = flags or {}
+        records = _opt_str(flags.get("records_out")) or env.get_str("LLMKPI_RECORDS_OUT", "")
+        ledger = bool(flags.get("ledger")) or env.get_bool("LLMKPI_LEDGER", False)
+        return cls(
+            records_out=Path(records) if records else None,
+            sink_queue=env.get_int("LLMKPI_SINK_QUEUE", 10_000, 1),
+            pod=env.get_str("LLMKPI_POD", socket.gethostname()),
+            gpu=env.get_str("LLMKPI_GPU", ""),
+            ledger_url=database_url(env=env) if ledger else None,
+            tracing=TracingSettings.from_env(
+                env, service_name, endpoint_flag=_opt_str(flags.get("otlp_endpoint")),
+                ratio_flag=_opt_float(flags.get("trace_sample_ratio"))),
+            events=EventsSettings.from_env(env, outbox_flag=_opt_str(flags.get("outbox"))),
+        )
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    upstream: str
+    host: str
+    port: int
+    metrics_port: int
+    key_salt: str
+    tenant_aliases: Path | None
+    tenant_header: str
+    feature_header: str
+    max_tenants: int
+    max_features: int
+    engine_poll_seconds: float
+    sinks: SinkSettings
+
+    @classmethod
+    def from_flags(cls, flags: Mapping[str, object], env: Env | None = None) -> SidecarSettings:
+        env = env or Env()
+
+        def pick(key: str, fallback: object) -> object:
+            value = flags.get(key)
+            return fallback if value is None else value
+
+        aliases = pick("tenant_aliases", env.get_str("LLMKPI_TENANT_ALIASES", "")) or None
+        settings = cls(
+            upstream=str(pick("upstream", env.get_str("LLMKPI_UPSTREAM", "http://127.0.0.1:8000"))),
+            host=str(pick("host", env.get_str("LLMKPI_HOST", "127.0.0.1"))),
+            port=int(str(pick("port", env.get_int("LLMKPI_SIDECAR_PORT", 8080)))),
+            metrics_port=int(str(pick("metrics_port", env.get_int("LLMKPI_METRICS_PORT", 9464)))),
+            key_salt=env.get_str("LLMKPI_KEY_SALT", DEFAULT_SALT),
+            tenant_aliases=Path(str(aliases)) if aliases else None,
+            tenant_header=env.get_str("LLMKPI_TENANT_HEADER", "X-Tenant"),
+            feature_header=env.get_str("LLMKPI_FEATURE_HEADER", "X-Feature"),
+            max_tenants=int(str(pick("max_tenants", env.get_int("LLMKPI_MAX_TENANTS", 20, 1)))),
+            max_features=env.get_int("LLMKPI_MAX_FEATURES", 10, 1),
+            engine_poll_seconds=float(str(pick(
+                "engine_poll_seconds", env.get_float("LLMKPI_ENGINE_POLL_SECONDS", 5.0)))),
+            sinks=SinkSettings.from_env(env, "llmkpi-sidecar", flags),
+        )
+        if not settings.upstream.startswith(("http://", "https://")):
+            raise ValueError(f"--upstream {settings.upstream!r} must start with http:// or https://")
+        if settings.port == settings.metrics_port and settings.port != 0:
+            raise ValueError("--port and --metrics-port must differ: metrics are served apart"
+                             " from traffic")
+        return settings
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """The in-process vLLM plugin has no command line of its own: environment only."""
+
+    host: str
+    metrics_port: int
+    snapshot_seconds: float
+    sinks: SinkSettings
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> PluginSettings:
+        env = env or Env()
+        return cls(
+            host=env.get_str("LLMKPI_HOST", "127.0.0.1"),
+            metrics_port=env.get_int("LLMKPI_PLUGIN_METRICS_PORT", 9465),
+            snapshot_seconds=env.get_float("LLMKPI_PLUGIN_SNAPSHOT_SECONDS", 1.0),
+            sinks=SinkSettings.from_env(env, "llmkpi-vllm-plugin"),
+        )
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value is None else float(str(value))
+
+
+def database_url(flag: str | None = None, env: Env | None = None) -> str:
+    return flag or (env or Env()).get_str("LLMKPI_DATABASE_URL", "llmkpi.sqlite")
+
+
+def log_level(env: Env | None = None) -> str:
+    return (env or Env()).get_str("LLMKPI_LOG_LEVEL", "INFO").upper()

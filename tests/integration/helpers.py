@@ -1,0 +1,211 @@
+"""Real processes for integration tests (simulator, sidecar, Prometheus), in-process sidecar."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from engine_shim.proxy import Sidecar, SidecarConfig
+from engine_shim.records import EngineSnapshot, RequestRecord
+from engine_shim.tenancy import TenantResolver
+from llmkpi import processes
+
+
+@dataclass
+class SidecarProc:
+    url: str
+    metrics_url: str
+    records_path: Path
+    started: processes.Started
+
+    def records(self, expect: int = 0, timeout: float = 10.0) -> list[RequestRecord]:
+        """Records written so far; waits until at least `expect` are on disk."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = []
+            if self.records_path.exists():
+                lines = self.records_path.read_text().splitlines()
+            if len(lines) >= expect or time.monotonic() > deadline:
+                return [RequestRecord.from_dict(json.loads(x)) for x in lines]
+            time.sleep(0.05)
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(self.metrics_url) as resp:
+            return str(resp.read().decode())
+
+
+@contextlib.contextmanager
+def simulator(tmp: Path, profile: str = "h100-llama3-8b", seed: int = 1) -> Iterator[str]:
+    port = processes.free_port()
+    started = processes.start(f"simulator-{port}", ["simulate", "--port", str(port),
+                                                    "--profile", profile, "--seed", str(seed)],
+                              tmp / "logs")
+    with processes.running(started):
+        processes.wait_http(f"http://127.0.0.1:{port}/health", started)
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def sidecar(tmp: Path, upstream: str, *extra: str,
+            env: dict[str, str] | None = None) -> Iterator[SidecarProc]:
+    port, metrics_port = processes.free_port(), processes.free_port()
+    records = tmp / f"records-{port}.jsonl"
+    started = processes.start(f"sidecar-{port}", [
+        "sidecar", "--upstream", upstream, "--port", str(port), "--metrics-port",
+        str(metrics_port), "--records-out", str(records), "--engine-poll-seconds", "0.5",
+        *extra], tmp / "logs", env=env)
+    with processes.running(started):
+        processes.wait_http(f"http://127.0.0.1:{metrics_port}/metrics", started)
+        processes.wait_http(f"http://127.0.0.1:{port}/v1/models", started)
+        yield SidecarProc(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics",
+                          records, started)
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.records: list[RequestRecord] = []
+        self.snapshots: list[EngineSnapshot] = []
+
+    def record(self, record: RequestRecord) -> None:
+        self.records.append(record)
+
+    def record_snapshot(self, snapshot: EngineSnapshot) -> None:
+        self.snapshots.append(snapshot)
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    port = processes.free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def sidecar_in_process(upstream: str, sink: ListSink,
+                             salt: str = "test") -> AsyncIterator[str]:
+    config = SidecarConfig(upstream=upstream, engine_poll_interval=0)
+    app = Sidecar(config, sink, TenantResolver(salt)).build_app()
+    async with serve_app(app) as url:
+        yield url
+
+
+@dataclass
+class PrometheusProc:
+    url: str
+    started: processes.Started
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        q = urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{q}") as resp:
+            doc = json.loads(resp.read())
+        assert doc["status"] == "success", doc
+        return list(doc["data"]["result"])
+
+    def exemplars(self, promql: str, start: float, end: float) -> list[dict[str, Any]]:
+        q = urllib.parse.urlencode({"query": promql, "start": start, "end": end})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query_exemplars?{q}") as resp:
+            doc = json.loads(resp.read())
+        assert doc["status"] == "success", doc
+        return list(doc["data"])
+
+    def wait_scraped(self, job: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.query(f'up{{job="{job}"}} == 1'):
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"Prometheus never scraped job {job}\n{self.started.log_tail()}")
+
+
+def prometheus_binary() -> str:
+    path = shutil.which("prometheus")
+    if path is None:
+        pytest.fail("the prometheus binary is missing: `make test` installs the Debian package")
+    return path
+
+
+@contextlib.contextmanager
+def prometheus(tmp: Path, targets: dict[str, str], rule_files: tuple[Path, ...] = (),
+               interval: str = "1s") -> Iterator[PrometheusProc]:
+    """A real Prometheus server on a free loopback port scraping `targets` (job -> host:port)."""
+    port = processes.free_port()
+    config = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target]}]}
+                           for job, target in targets.items()],
+    }
+    config_path = tmp / f"prometheus-{port}.yml"
+    config_path.write_text(json.dumps(config))  # JSON is YAML
+    started = processes.start(f"prometheus-{port}", [
+        prometheus_binary(), f"--config.file={config_path}",
+        f"--storage.tsdb.path={tmp / f'tsdb-{port}'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage",
+        "--log.level=warn"], tmp / "logs")
+    with processes.running(started):
+        processes.wait_http(f"http://127.0.0.1:{port}/-/ready", started, timeout=60)
+        yield PrometheusProc(f"http://127.0.0.1:{port}", started)
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+class BackgroundApps:
+    """Serves aiohttp apps from a loop on a background thread, for tests whose code is sync."""
+
+    def __init__(self) -> None:
+        import asyncio
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._runners: list[web.AppRunner] = []
+
+    def serve(self, app: web.Application) -> str:
+        import asyncio
+
+        async def start() -> str:
+            runner = web.AppRunner(app)
+            await runner.setup()
+            port = processes.free_port()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            self._runners.append(runner)
+            return f"http://127.0.0.1:{port}"
+
+        return asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+
+    def close(self) -> None:
+        import asyncio
+
+        async def stop() -> None:
+            for runner in self._runners:
+                await runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)

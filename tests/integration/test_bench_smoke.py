@@ -1,0 +1,49 @@
+"""`make bench` must keep working; its figures are read by people, not asserted here."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_sidecar_benchmark_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "bench.sidecar_overhead", "--quick",
+                           "--rounds", "1", "--out", str(out)],
+                          capture_output=True, text=True, check=False, timeout=240)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert set(result["figures"]) == {"1", "16", "128", "sidecar_rss_mb"}
+    for streams in ("1", "16", "128"):
+        row = result["figures"][streams]
+        assert set(row["ttft_ms"]) == {"direct", "passthrough", "sidecar"}
+        assert row["requests_per_mode"] > 0
+        assert row["sidecar_cpu_seconds_per_1k_tokens"] > 0
+    assert isinstance(result["meets_targets"], bool)
+
+
+def test_events_benchmark_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "events.json"
+    done = subprocess.run([sys.executable, "-m", "bench.events_overhead", "--events", "300",
+                           "--out", str(out)], capture_output=True, text=True, check=False,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    for key in ("track_per_event", "mixpanel_sink_per_request", "span_per_request"):
+        assert 0 < result[key]["p50_us"] <= result[key]["p99_us"]
+    assert result["sustained_events_per_second"] > 0
+    assert "Task was destroyed" not in done.stderr
+
+
+def test_ledger_benchmark_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "ledger.json"
+    done = subprocess.run([sys.executable, "-m", "bench.ledger_throughput", "--rows", "2000",
+                           "--out", str(out)], capture_output=True, text=True, check=False,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["sqlite_rows_per_second"] > 0 and result["postgresql_rows_per_second"] > 0

@@ -1,0 +1,102 @@
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from engine_shim.simulator.profiles import ZERO_DELAY
+from engine_shim.simulator.server import Simulator, build_app
+from engine_shim.simulator.text import count_prompt_tokens
+
+MODEL = ZERO_DELAY.model
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Hello there, engine!"}]}
+
+
+def with_client(body: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with TestClient(TestServer(build_app(Simulator(ZERO_DELAY, seed=3)))) as client:
+            await body(client)
+
+    asyncio.run(main())
+
+
+def sse_payloads(raw: str) -> list[Any]:
+    out = []
+    for block in raw.split("\n\n"):
+        if block.startswith("data: "):
+            data = block[6:]
+            out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+def test_stream_with_usage_has_exact_counts_and_ignore_eos() -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        req = {**CHAT, "stream": True, "max_tokens": 17, "ignore_eos": True,
+               "stream_options": {"include_usage": True}}
+        resp = await client.post("/v1/chat/completions", json=req)
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        events = sse_payloads(await resp.text())
+        assert events[-1] == "[DONE]"
+        usage = events[-2]["usage"]
+        assert events[-2]["choices"] == []
+        assert usage["completion_tokens"] == 17
+        # template 3 + message 4 + 'Hello there , engine !' 5
+        assert usage["prompt_tokens"] == count_prompt_tokens(req) == 12
+        content = [e for e in events[:-2] if e["choices"][0]["delta"].get("content")]
+        assert len(content) == 17
+        assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+        assert content[-1]["choices"][0]["finish_reason"] == "length"
+        assert all("usage" not in e for e in events[:-2])
+
+    with_client(body)
+
+
+def test_stream_without_usage_has_no_usage_chunk() -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        resp = await client.post("/v1/completions",
+                                 json={"model": MODEL, "prompt": "a b c", "stream": True,
+                                       "max_tokens": 5})
+        events = sse_payloads(await resp.text())
+        assert all(e == "[DONE]" or "usage" not in e for e in events)
+        assert 1 <= len([e for e in events if e != "[DONE]"]) <= 5
+
+    with_client(body)
+
+
+def test_non_stream_and_errors() -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        resp = await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 4,
+                                                               "ignore_eos": True})
+        doc = await resp.json()
+        assert doc["usage"]["completion_tokens"] == 4
+        assert len(doc["choices"][0]["message"]["content"].split()) == 4
+        resp = await client.post("/v1/chat/completions", json={**CHAT, "model": "nope"})
+        assert resp.status == 404 and "nope" in (await resp.json())["error"]["message"]
+        resp = await client.post("/v1/chat/completions", data=b"{not json")
+        assert resp.status == 400 and "not valid JSON" in (await resp.json())["error"]["message"]
+        long_prompt = {"model": MODEL, "prompt": "x " * 9000}
+        resp = await client.post("/v1/completions", json=long_prompt)
+        assert resp.status == 400 and "maximum context length" in await resp.text()
+
+    with_client(body)
+
+
+def test_models_health_metrics_and_profile_switch() -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        models = await (await client.get("/v1/models")).json()
+        assert models["data"][0]["id"] == MODEL
+        assert (await client.get("/health")).status == 200
+        await client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 3})
+        text = await (await client.get("/metrics")).text()
+        for name in ("vllm:num_requests_running", "vllm:kv_cache_usage_perc",
+                     "vllm:time_to_first_token_seconds_bucket", "vllm:prompt_tokens_total",
+                     "vllm:request_success_total", "vllm:request_queue_time_seconds_count"):
+            assert name in text, name
+        assert "# TYPE vllm:prompt_tokens counter" in text
+        resp = await client.post("/admin/profile", json={"profile": "slow"})
+        assert (await resp.json()) == {"profile": "slow"}
+        resp = await client.post("/admin/profile", json={"profile": "warp"})
+        assert resp.status == 400 and "unknown simulator profile" in await resp.text()
+
+    with_client(body)
