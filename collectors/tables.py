@@ -49,7 +49,11 @@ class LedgerRow(SQLModel, table=True):
 
 
 class EngineSnapshotRow(SQLModel, table=True):
+    """One reading of an engine's gauges and counters (sidecar poll, plugin, or Prometheus)."""
+
     __tablename__ = "engine_snapshot"
+    __table_args__ = (UniqueConstraint("engine", "model", "pod", "taken",
+                                       name="uq_engine_snapshot_reading"),)
     id: int | None = Field(default=None, primary_key=True)
     taken: datetime = Field(sa_column=utc_column())
     engine: str = Field(max_length=256)
@@ -163,6 +167,8 @@ class FinanceMonth(SQLModel, table=True):
     customers_new: int
     customers_lost: int
     accounts: int
+    ebitda: float | None = None  # optional: KPI 18; blank when finance does not report it
+    sales_cycle_days: float | None = None  # optional: KPI 13, mean close - first contact
 
 
 class TenantRevenue(SQLModel, table=True):

@@ -62,9 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
 
     im = sub.add_parser("import", help="load a file into the store (all or nothing)")
-    im.add_argument("kind", help="what the file holds (see docs/imports.md)")
-    im.add_argument("path")
-    im.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
+    from llmkpi.imports import add_arguments
+
+    add_arguments(im)
 
     th = sub.add_parser("tenant-hash", help="print the tenant id an API key maps to")
     th.add_argument("key")
@@ -189,29 +189,18 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _store_command(args: argparse.Namespace) -> int:
-    from collectors.importers.base import run_import
-    from collectors.importers.ours import IMPORTERS
     from collectors.store import Store
+    from llmkpi import imports
 
     url = settings_mod.database_url(args.database)
-    if args.command == "import" and args.kind not in IMPORTERS:
-        raise ValueError(f"unknown import kind {args.kind!r}; choose one of"
-                         f" {', '.join(sorted(IMPORTERS))}")
+    if args.command == "import":
+        imports.importer_for(args)  # a wrong kind or option fails before the store is opened
     store = Store.open(url)
     try:
         if args.command == "db":
             print(f"{url}: schema revision {store.revision()}")
             return 0
-        path = Path(args.path)
-
-        def progress(done: int, total: int) -> None:
-            print(f"\r{args.kind}: {done}/{total} rows", end="", file=sys.stderr, flush=True)
-
-        result = run_import(store, IMPORTERS[args.kind], path, progress)
-        if result.already_imported:
-            print(f"{path}: already imported ({result.rows} rows); nothing changed")
-        else:
-            print(f"\n{path}: imported {result.rows} {args.kind} rows into {url}")
+        imports.run(args, store, url)
         return 0
     finally:
         store.close()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from sqlmodel import SQLModel, select
 
@@ -34,6 +34,13 @@ class Importer(Protocol):
     kind: str
 
     def load(self, path: Path) -> list[SQLModel]: ...
+
+
+class SourceImporter(Importer, Protocol):
+    """An importer whose input is not one file (a repository, a Prometheus server): it names
+    its own fingerprint (None: always read it again; rows then merge by their natural key)."""
+
+    def fingerprint(self, path: Path) -> str | None: ...
 
 
 def decode_utf8(path: Path) -> str:
@@ -171,24 +178,44 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def run_import(store: Store, importer: Importer, path: Path,
-               progress: Progress | None = None) -> ImportResult:
-    """Validate the whole file, then write it in one transaction (merge by natural key)."""
+def location(path: Path) -> str:
+    """The source as the user wrote it: Path folds `http://host` to `http:/host`."""
+    text = str(path)
+    scheme, sep, rest = text.partition(":/")
+    if sep and scheme.isalpha() and not rest.startswith("/"):
+        return f"{scheme}://{rest}"
+    return text
+
+
+def fingerprint(importer: Importer, path: Path) -> str | None:
+    custom = getattr(importer, "fingerprint", None)
+    if custom is not None:
+        return cast("str | None", custom(path))
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    digest = file_hash(path)
-    with store.session() as session:
-        done = session.exec(select(ImportLog).where(ImportLog.kind == importer.kind,
-                                                    ImportLog.sha256 == digest)).first()
+    return file_hash(path)
+
+
+def run_import(store: Store, importer: Importer, path: Path,
+               progress: Progress | None = None) -> ImportResult:
+    """Validate the whole input, then write it in one transaction (merge by natural key)."""
+    digest = fingerprint(importer, path)
+    if digest is not None:
+        with store.session() as session:
+            done = session.exec(select(ImportLog).where(ImportLog.kind == importer.kind,
+                                                        ImportLog.sha256 == digest)).first()
         if done is not None:
             return ImportResult(importer.kind, path, done.rows, already_imported=True)
     rows = importer.load(path)  # raises BadInputError before anything is written
     with store.session() as session:
         for index, row in enumerate(rows, 1):
-            session.merge(row)
+            if getattr(row, "id", "") is None:  # surrogate key: skip if its unique key exists
+                store.insert_ignore(session, type(row), [row.model_dump(exclude={"id"})])
+            else:
+                session.merge(row)
             if progress is not None and (index % 1000 == 0 or index == len(rows)):
                 progress(index, len(rows))
-        session.add(ImportLog(kind=importer.kind, path=str(path), sha256=digest,
+        session.add(ImportLog(kind=importer.kind, path=location(path), sha256=digest or "",
                               rows=len(rows), imported=datetime.now(UTC)))
         session.commit()
     return ImportResult(importer.kind, path, len(rows), already_imported=False)

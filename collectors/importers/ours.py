@@ -1,4 +1,5 @@
-"""Importers for llmkpi's own CSV formats: people, finance, GPU inventory (docs/imports.md)."""
+"""Importers for llmkpi's own CSV formats (people, finance, GPU inventory, releases, revenue
+per tenant, integration attempts) and the registry of every kind (docs/imports.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from pathlib import Path
 from sqlmodel import SQLModel
 
 from collectors.importers.base import Importer, Unique, read_csv
-from collectors.tables import FinanceMonth, GpuAllocation, Person
+from collectors.tables import (
+    FinanceMonth,
+    GpuAllocation,
+    IntegrationAttempt,
+    Person,
+    Release,
+    TenantRevenue,
+)
 
 FINANCE_AMOUNTS = ("revenue", "cogs", "operating_expenses", "sales_marketing",
                    "research_development", "cash", "receivables", "mrr_start", "mrr_new",
@@ -50,6 +58,8 @@ class FinanceImporter:
             values: dict[str, object] = {f: cells.amount(f) for f in FINANCE_AMOUNTS}
             values |= {f: cells.amount(f, minimum=None) for f in FINANCE_SIGNED}
             values |= {f: cells.integer(f) for f in FINANCE_COUNTS}
+            values["ebitda"] = cells.number("ebitda", minimum=None, optional=True)
+            values["sales_cycle_days"] = cells.number("sales_cycle_days", optional=True)
             rows.append(FinanceMonth.model_validate({"month": month, **values}))
         return rows
 
@@ -76,14 +86,70 @@ class GpuImporter:
         return rows
 
 
+class ReleasesImporter:
+    kind = "releases"
+    columns = ("name", "target", "released")
+
+    def load(self, path: Path) -> list[SQLModel]:
+        rows: list[SQLModel] = []
+        unique = Unique("name")
+        for cells in read_csv(path, self.columns):
+            name = cells.text("name")
+            unique.check(cells, name)
+            target = cells.day("target")
+            assert target is not None
+            rows.append(Release(name=name, target=target,
+                                released=cells.day("released", optional=True)))
+        return rows
+
+
+class TenantRevenueImporter:
+    kind = "tenant-revenue"
+    columns = ("month", "tenant", "revenue")
+
+    def load(self, path: Path) -> list[SQLModel]:
+        rows: list[SQLModel] = []
+        unique = Unique("tenant")
+        for cells in read_csv(path, self.columns):
+            month, tenant = cells.month("month"), cells.text("tenant")
+            unique.check(cells, (month.isoformat()[:7], tenant))
+            rows.append(TenantRevenue(month=month, tenant=tenant,
+                                      revenue=cells.amount("revenue")))
+        return rows
+
+
+class IntegrationsImporter:
+    kind = "integrations"
+    columns = ("id", "integration", "tenant", "attempted", "success")
+
+    def load(self, path: Path) -> list[SQLModel]:
+        rows: list[SQLModel] = []
+        unique = Unique("id")
+        for cells in read_csv(path, self.columns):
+            attempt = cells.text("id")
+            unique.check(cells, attempt)
+            attempted = cells.moment("attempted")
+            assert attempted is not None
+            rows.append(IntegrationAttempt(id=attempt, integration=cells.text("integration"),
+                                           tenant=cells.text("tenant"), attempted=attempted,
+                                           success=cells.flag("success")))
+        return rows
+
+
 def _all() -> dict[str, Importer]:
+    """Every file importer with its defaults (`prometheus` needs a range: llmkpi.imports)."""
+    from collectors.importers.deployments import DeploymentsImporter
     from collectors.importers.events import MixpanelExportImporter, OutboxImporter
+    from collectors.importers.git import GitImporter
     from collectors.importers.incidents import IncidentsImporter
+    from collectors.importers.jira import WorkItemsImporter
     from collectors.importers.xmlfiles import CoverageImporter, JUnitImporter
 
     every: list[Importer] = [PeopleImporter(), FinanceImporter(), GpuImporter(),
                              JUnitImporter(), CoverageImporter(), MixpanelExportImporter(),
-                             OutboxImporter(), IncidentsImporter()]
+                             OutboxImporter(), IncidentsImporter(), GitImporter(),
+                             DeploymentsImporter(), WorkItemsImporter(), ReleasesImporter(),
+                             TenantRevenueImporter(), IntegrationsImporter()]
     return {i.kind: i for i in every}
 
 

@@ -34,11 +34,11 @@ def assert_rejected(store: Store, kind: str, path: Path, line: int, field: str,
 
 
 def test_a_new_store_is_migrated_to_the_newest_revision(store: Store) -> None:
-    assert store.revision() == "0001"
+    assert store.revision() == "0002"
     tables = set(inspect(store.engine).get_table_names())
     assert set(SQLModel.metadata.tables) <= tables
     store.upgrade()  # idempotent
-    assert store.revision() == "0001"
+    assert store.revision() == "0002"
 
 
 def test_an_unmigrated_store_upgrades_in_place(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_an_unmigrated_store_upgrades_in_place(tmp_path: Path) -> None:
     assert bare.revision() is None and inspect(bare.engine).get_table_names() == []
     bare.close()
     upgraded = Store.open(str(tmp_path / "old.sqlite"))
-    assert upgraded.revision() == "0001"
+    assert upgraded.revision() == "0002"
 
 
 def test_people_round_trip_and_reimport_changes_nothing(store: Store, tmp_path: Path) -> None:
@@ -72,6 +72,7 @@ def test_finance_and_gpus_round_trip(store: Store) -> None:
         gpus = session.exec(select(GpuAllocation)).all()
     assert [m.month for m in months] == [date(2026, 9, 1), date(2026, 10, 1)]
     assert months[1].net_income == -120000 and months[1].customers_new == 10
+    assert (months[0].ebitda, months[1].ebitda, months[1].sales_cycle_days) == (-95000, None, 38.5)
     h100 = sorted((g for g in gpus if g.pod == "vllm-0"), key=lambda g: g.valid_from)
     assert h100[0].valid_to is not None
     assert h100[0].valid_to.astimezone(UTC) == datetime(2026, 7, 1, tzinfo=UTC)
@@ -148,7 +149,7 @@ def test_import_command(tmp_path: Path) -> None:
     assert f"{bad}:1: field 'gpu_count': column is missing" in failed.stderr
     revision = subprocess.run([cli, "db", "revision", "--database", str(database)],
                               capture_output=True, text=True, check=False)
-    assert "schema revision 0001" in revision.stdout
+    assert "schema revision 0002" in revision.stdout
 
 
 def test_junit_and_coverage_round_trip(store: Store) -> None:

@@ -1,0 +1,124 @@
+"""Deployments from a deployment log: CSV or JSON, as a CD system or a deploy script writes it.
+
+Columns / keys: `id`, `service`, `environment`, `result` (success | failure), `started`,
+`finished`, `commit_shas` (space-separated in CSV, a list or a string in JSON). Results as
+DevLake reads them: `failed`, `error` and `rollback` count as failure; `succeeded`, `ok` as
+success.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import SQLModel
+
+from collectors.importers.base import BadInputError, Cells, Unique, decode_utf8, read_csv
+from collectors.tables import Deployment
+
+RESULTS = {"success": "success", "succeeded": "success", "ok": "success",
+           "failure": "failure", "failed": "failure", "error": "failure",
+           "rollback": "failure", "rolled_back": "failure"}
+SHA_CHARS = set("0123456789abcdef")
+
+
+def check_shas(fail: Callable[[str, str], BadInputError], shas: list[str]) -> str:
+    for sha in shas:
+        if not 7 <= len(sha) <= 64 or set(sha.lower()) - SHA_CHARS:
+            raise fail("commit_shas", f"{sha!r} is not a commit SHA")
+    return " ".join(s.lower() for s in shas)
+
+
+def result_of(fail: Callable[[str, str], BadInputError], value: str) -> str:
+    result = RESULTS.get(value.strip().lower())
+    if result is None:
+        raise fail("result", f"{value!r} is not one of success, failure (or {', '.join(RESULTS)})")
+    return result
+
+
+class DeploymentsImporter:
+    kind = "deployments"
+    columns = ("id", "service", "environment", "result", "started", "finished", "commit_shas")
+
+    def load(self, path: Path) -> list[SQLModel]:
+        if path.suffix.lower() == ".json":
+            return self._json(path)
+        rows: list[SQLModel] = []
+        unique = Unique("id")
+        for cells in read_csv(path, self.columns):
+            deployment_id = cells.text("id")
+            unique.check(cells, deployment_id)
+            rows.append(self._row(cells))
+        return rows
+
+    def _row(self, cells: Cells) -> Deployment:
+        started, finished = cells.moment("started"), cells.moment("finished")
+        assert started is not None and finished is not None
+        if finished < started:
+            raise cells.fail("finished", f"{finished.isoformat()} is before started")
+        return Deployment(
+            id=cells.text("id"), service=cells.text("service"),
+            environment=cells.text("environment").lower(),
+            result=result_of(cells.fail, cells.text("result")), started=started,
+            finished=finished,
+            commit_shas=check_shas(cells.fail, cells.text("commit_shas", optional=True).split()))
+
+    def _json(self, path: Path) -> list[SQLModel]:
+        text = decode_utf8(path)
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(path, exc.lineno, "(json)", exc.msg) from None
+        items = doc.get("deployments") if isinstance(doc, dict) else doc
+        if not isinstance(items, list):
+            raise BadInputError(path, 1, "deployments", "expected a list of deployments")
+        rows: list[SQLModel] = []
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            rows.append(self._json_row(path, text, index, item, seen))
+        return rows
+
+    def _json_row(self, path: Path, text: str, index: int, item: Any,
+                  seen: set[str]) -> Deployment:
+        ident = item.get("id") if isinstance(item, dict) else None
+        position = text.find(json.dumps(str(ident))) if ident else -1
+        line = text.count("\n", 0, position) + 1 if position >= 0 else 1
+
+        def fail(field: str, problem: str) -> BadInputError:
+            return BadInputError(path, line, f"deployments[{index}].{field}", problem)
+
+        if not isinstance(item, dict):
+            raise fail("(item)", "is not an object")
+        cells = {key: str(item.get(key) or "") for key in self.columns if key != "commit_shas"}
+        for key, value in cells.items():
+            if not value:
+                raise fail(key, "is missing")
+        if cells["id"] in seen:
+            raise fail("id", f"{cells['id']} appears twice")
+        seen.add(cells["id"])
+        started, finished = moment(fail, "started", cells["started"]), moment(
+            fail, "finished", cells["finished"])
+        if finished < started:
+            raise fail("finished", f"{finished.isoformat()} is before started")
+        shas = item.get("commit_shas") or []
+        if isinstance(shas, str):
+            shas = shas.split()
+        if not isinstance(shas, list):
+            raise fail("commit_shas", "expected a list of SHAs")
+        return Deployment(id=cells["id"], service=cells["service"],
+                          environment=cells["environment"].lower(),
+                          result=result_of(fail, cells["result"]), started=started,
+                          finished=finished, commit_shas=check_shas(fail, [str(s) for s in shas]))
+
+
+def moment(fail: Callable[[str, str], BadInputError], field: str, value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise fail(field, f"{value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise fail(field, f"{value!r} has no time zone (add Z or +00:00)")
+    return parsed.astimezone(UTC)
