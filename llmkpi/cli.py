@@ -81,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=60.0)
     demo.add_argument("--rps", type=float, default=6.0)
     demo.add_argument("--workdir", default=".demo")
+    demo.add_argument("--months", type=int, default=12, help="months of demo-company history")
+
+    dd = sub.add_parser("demo-data", help="generate a seeded demo company and load it")
+    dd.add_argument("--months", type=int, default=12, help="months of history (12)")
+    dd.add_argument("--seed", type=int, default=7)
+    dd.add_argument("--end-month", help="last month, YYYY-MM (default: last full month)")
+    dd.add_argument("--out", default=".demo/company", help="where the generated files go")
+    dd.add_argument("--requests-per-day", type=float, default=500.0,
+                    help="ledger traffic at the start, before growth (500)")
+    dd.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
     return parser
 
 
@@ -88,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=settings_mod.log_level(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpx2", "openai", "aiohttp.access"):
+    for noisy in ("httpx", "httpx2", "openai", "aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return _dispatch(args)
@@ -157,7 +167,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from llmkpi.demo import run_demo
 
-        return run_demo(seconds=args.seconds, rps=args.rps, workdir=Path(args.workdir))
+        return run_demo(seconds=args.seconds, rps=args.rps, workdir=Path(args.workdir),
+                        months=args.months)
+    if args.command == "demo-data":
+        from llmkpi import demo_data
+
+        end = demo_data.parse_month(args.end_month)
+        counts = demo_data.run(Path(args.out), settings_mod.database_url(args.database),
+                               args.months, args.seed, end, args.requests_per_day)
+        print(", ".join(f"{kind} {rows}" for kind, rows in counts.items()))
+        return 0
     raise AssertionError(args.command)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 import threading
@@ -77,13 +78,31 @@ def _term_as_interrupt(_signum: int, _frame: object) -> None:
     signal.raise_signal(signal.SIGINT)
 
 
-def run_demo(seconds: float, rps: float, workdir: Path) -> int:
+def demo_company(workdir: Path, months: int) -> str:
+    """Generate and load the demo company once; later runs reuse the store it filled."""
+    from llmkpi import demo_data
+
+    database = str(workdir / "llmkpi.sqlite")
+    done = workdir / "company" / f".loaded-{months}"
+    if done.exists():
+        print(f"demo company: reusing {database} ({months} months, loaded before)")
+        return database
+    print(f"demo company: generating {months} months of history into {database}")
+    counts = demo_data.run(workdir / "company", database, months, seed=7,
+                           end_month=demo_data.last_full_month())
+    done.write_text(json.dumps(counts) + "\n")
+    print("demo company: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return database
+
+
+def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12) -> int:
     # Ctrl-C and `kill PID` both end the demo and, through `processes.running`, every process
     # it started. The default SIGINT handler is restored (a parent shell may have left it
     # ignored, as for background jobs) because asyncio.run only cancels its tasks cleanly then.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _term_as_interrupt)
     workdir.mkdir(parents=True, exist_ok=True)
+    database = demo_company(workdir, months)
     sim_port, sidecar_port, metrics_port = (processes.free_port() for _ in range(3))
     logs = workdir / "logs"
     sim = processes.start("simulator", ["simulate", "--port", str(sim_port),
@@ -91,7 +110,8 @@ def run_demo(seconds: float, rps: float, workdir: Path) -> int:
     sidecar = processes.start("sidecar", [
         "sidecar", "--upstream", f"http://127.0.0.1:{sim_port}", "--port", str(sidecar_port),
         "--metrics-port", str(metrics_port), "--tenant-aliases", str(_alias_file(workdir)),
-        "--records-out", str(workdir / "records.jsonl"), "--engine-poll-seconds", "1"], logs)
+        "--records-out", str(workdir / "records.jsonl"), "--engine-poll-seconds", "1",
+        "--ledger"], logs, env={"LLMKPI_DATABASE_URL": database})
     (workdir / "demo.pids").write_text(
         "".join(f"{p.process.pid} {p.name}\n" for p in (sim, sidecar)))
     with processes.running(sim, sidecar):
@@ -101,6 +121,7 @@ def run_demo(seconds: float, rps: float, workdir: Path) -> int:
         print(f"sidecar    http://127.0.0.1:{sidecar_port}  -> simulator")
         print(f"metrics    http://127.0.0.1:{metrics_port}/metrics")
         print(f"records    {workdir / 'records.jsonl'}    logs {logs}/")
+        print(f"store      {database}  (the demo company, and this run's requests)")
         print(f"load: {DEMO_TENANTS} tenants, {rps:g} req/s bursty, {seconds:g}s\n")
         spec = loadgen.LoadSpec(target=f"http://127.0.0.1:{sidecar_port}",
                                 tenants=DEMO_TENANTS, rps=rps, duration=seconds, seed=7,

@@ -21,9 +21,9 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_interrupted_demo_stops_what_it_started(tmp_path: Path, sig: signal.Signals) -> None:
-    demo = subprocess.Popen([".venv/bin/llmkpi", "demo", "--seconds", "60", "--workdir",
-                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    demo = subprocess.Popen([".venv/bin/llmkpi", "demo", "--seconds", "60", "--months", "2",
+                             "--workdir", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     pid_file = tmp_path / "demo.pids"
     deadline = time.monotonic() + 60
     while not pid_file.exists():

@@ -1,0 +1,69 @@
+"""Load a generated demo company into a store: files through the ordinary importers (each all
+or nothing, idempotent), then ledger rows and engine readings in batches (insert-or-ignore on
+their keys, so a second run adds nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from collectors.demo_company import DemoCompany
+from collectors.importers.base import run_import
+from collectors.importers.deployments import DeploymentsImporter
+from collectors.importers.git import GitImporter
+from collectors.importers.ours import IMPORTERS
+from collectors.store import Store
+from collectors.tables import EngineSnapshotRow, LedgerRow
+
+Say = Callable[[str], None]
+FILES = (("people", "people.csv"), ("finance", "finance.csv"), ("gpus", "gpus.csv"),
+         ("tenant-revenue", "tenant-revenue.csv"), ("incidents", "incidents.csv"),
+         ("work-items", "jira-export.csv"), ("releases", "releases.csv"),
+         ("mixpanel", "mixpanel-export.jsonl"))
+BATCH = 5000
+
+
+def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def load(store: Store, company: DemoCompany, say: Say = print) -> dict[str, int]:
+    directory = company.directory
+    counts: dict[str, int] = {}
+    jobs: list[tuple[Any, Path]] = [(IMPORTERS[kind], directory / name) for kind, name in FILES]
+    jobs.append((GitImporter(repository="llm-platform"), directory / "repo"))
+    jobs.append((DeploymentsImporter(), directory / "deployments.csv"))
+    jobs += [(IMPORTERS["coverage"], path) for path in sorted(directory.glob("coverage-*.xml"))]
+    for importer, path in jobs:
+        result = run_import(store, importer, path)
+        counts[importer.kind] = counts.get(importer.kind, 0) + result.rows
+        note = " (already loaded)" if result.already_imported else ""
+        say(f"  {importer.kind:<15} {result.rows:>7} rows from {path.name}{note}")
+    fleet = company.fleet()
+    months = fleet.timeline.months
+    written = 0
+    for batch in _batches(fleet.requests()):
+        with store.session() as session:
+            store.insert_ignore(session, LedgerRow, batch)
+            session.commit()
+        written += len(batch)
+        say(f"\r  ledger          {written:>7} requests, up to {batch[-1]['arrival']:%Y-%m-%d}"
+            f" ({fleet.timeline.month_index(batch[-1]['arrival']) + 1}/{len(months)} months)")
+    counts["ledger"] = written
+    readings = 0
+    for batch in _batches(fleet.readings()):
+        with store.session() as session:
+            store.insert_ignore(session, EngineSnapshotRow, batch)
+            session.commit()
+        readings += len(batch)
+    counts["engine_snapshot"] = readings
+    say(f"\n  engine readings {readings:>7} (every 15 min per pod)")
+    return counts

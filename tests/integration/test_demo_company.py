@@ -1,0 +1,127 @@
+"""`llmkpi demo-data`: the generated company is deterministic, consistent across its parts,
+loads through the real importers on both databases, and loads twice without change."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from collectors.demo_company.load import load
+from collectors.store import Store
+from collectors.tables import (
+    Commit,
+    CoverageReport,
+    Deployment,
+    EngineSnapshotRow,
+    FinanceMonth,
+    Incident,
+    LedgerRow,
+    Person,
+    ProductEventRow,
+    Release,
+    TenantRevenue,
+    WorkItem,
+)
+from llmkpi.demo_data import make
+from tests.integration.store_fixtures import dump
+from tests.integration.test_store import ROOT
+
+pytestmark = pytest.mark.integration
+END = date(2026, 10, 1)
+
+
+def files_of(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def test_same_seed_same_company_other_seed_other_company(tmp_path: Path) -> None:
+    one = make(tmp_path / "a", 3, 11, END, base_per_day=20)
+    two = make(tmp_path / "b", 3, 11, END, base_per_day=20)
+    other = make(tmp_path / "c", 3, 12, END, base_per_day=20)
+    assert files_of(one.directory) == files_of(two.directory)
+    assert files_of(one.directory)["finance.csv"] != files_of(other.directory)["finance.csv"]
+    assert list(one.fleet().requests())[:50] == list(two.fleet().requests())[:50]
+
+
+def test_demo_company_loads_and_its_parts_agree(store: Store, tmp_path: Path) -> None:
+    company = make(tmp_path / "company", 3, 11, END, base_per_day=40)
+    counts = load(store, company, say=lambda _line: None)
+    with store.session() as s:
+        finance = s.exec(select(FinanceMonth).order_by(FinanceMonth.month)).all()
+        ledger = s.exec(select(LedgerRow)).all()
+        readings = s.exec(select(EngineSnapshotRow)).all()
+        commits = {c.sha for c in s.exec(select(Commit)).all()}
+        deployments = s.exec(select(Deployment)).all()
+        incidents = s.exec(select(Incident)).all()
+        items = s.exec(select(WorkItem)).all()
+        events = s.exec(select(ProductEventRow)).all()
+        revenue = s.exec(select(TenantRevenue)).all()
+        people = s.exec(select(Person)).all()
+        releases = s.exec(select(Release)).all()
+        coverage = s.exec(select(CoverageReport)).all()
+    assert [m.month for m in finance] == [date(2026, 8, 1), date(2026, 9, 1), END]
+    assert counts["ledger"] == len(ledger) > 1000 and counts["engine_snapshot"] == len(readings)
+    assert len(coverage) == 3 and len(releases) == 3 and len(people) > 20
+
+    # money: MRR and customers roll from one month to the next; tenants' revenue fits inside
+    for before, after in itertools.pairwise(finance):
+        rolled = (before.mrr_start + before.mrr_new + before.mrr_expansion
+                  - before.mrr_contraction - before.mrr_churned)
+        assert after.mrr_start == pytest.approx(rolled, abs=0.05)
+        assert after.customers_start == (before.customers_start + before.customers_new
+                                         - before.customers_lost)
+    for month in finance:
+        share = sum(r.revenue for r in revenue if r.month == month.month)
+        assert 0 < share < month.revenue
+    assert {r.tenant for r in revenue} == {r.tenant for r in ledger}
+
+    # engineering: every deployed SHA is a commit of the repository; all work-item kinds
+    deployed = {sha for d in deployments for sha in d.commit_shas.split()}
+    assert deployed and deployed <= commits
+    assert {"defect", "debt", "idea", "feature"} <= {w.type for w in items}
+    assert {"success", "failure"} == {d.result for d in deployments}
+
+    # the outage: a failed deploy, a P1 from its start to its end, 503s only inside it, the
+    # engines down, users telling Mixpanel
+    errors = sorted(r.arrival for r in ledger if r.outcome == "error")
+    assert errors and all(r.http_status == 503 for r in ledger if r.outcome == "error")
+    (p1,) = [i for i in incidents if i.severity == "p1"]
+    assert p1.resolved is not None and p1.deployment_id is not None
+    assert p1.detected - timedelta(minutes=5) <= errors[0] and errors[-1] <= p1.resolved
+    cause = next(d for d in deployments if d.id == p1.deployment_id)
+    assert cause.result == "failure" and cause.finished <= p1.detected
+    down = [r.taken for r in readings if not r.up]
+    assert down and min(down) >= errors[0] - timedelta(minutes=15)
+    assert max(down) <= errors[-1] + timedelta(minutes=15)
+    kinds = {e.event for e in events}
+    assert {"nps_submitted", "feature_engaged", "integration_attempted",
+            "downtime_experienced", "recovery_noticed"} <= kinds
+
+    # loading the same company again changes nothing
+    before = dump(store)
+    load(store, company, say=lambda _line: None)
+    assert dump(store) == before
+
+
+def test_demo_data_command(tmp_path: Path) -> None:
+    cli = str(ROOT / ".venv" / "bin" / "llmkpi")
+    bad = subprocess.run([cli, "demo-data", "--months", "1", "--out", str(tmp_path / "x"),
+                          "--database", str(tmp_path / "x.sqlite")],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--months 1: give 2 to 36" in bad.stderr
+    wrong = subprocess.run([cli, "demo-data", "--end-month", "Oct", "--out", str(tmp_path)],
+                           capture_output=True, text=True, check=False)
+    assert "--end-month 'Oct' is not a month (YYYY-MM)" in wrong.stderr
+    done = subprocess.run([cli, "demo-data", "--months", "2", "--requests-per-day", "10",
+                           "--end-month", "2026-10", "--out", str(tmp_path / "c"),
+                           "--database", str(tmp_path / "c.sqlite")],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "ledger" in done.stdout and "loading into" in done.stderr
+    assert "months" in done.stderr  # progress on the long part
