@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import SQLModel
+
 from collectors.demo_company import DemoCompany
 from collectors.importers.base import run_import
 from collectors.importers.deployments import DeploymentsImporter
@@ -48,22 +50,26 @@ def load(store: Store, company: DemoCompany, say: Say = print) -> dict[str, int]
         note = " (already loaded)" if result.already_imported else ""
         say(f"  {importer.kind:<15} {result.rows:>7} rows from {path.name}{note}")
     fleet = company.fleet()
-    months = fleet.timeline.months
+    months = len(fleet.timeline.months)
+
+    def ledger_progress(written: int, last: dict[str, Any]) -> None:
+        say(f"\r  ledger          {written:>7} requests, up to {last['arrival']:%Y-%m-%d}"
+            f" ({fleet.timeline.month_index(last['arrival']) + 1}/{months} months)")
+
+    counts["ledger"] = _write(store, LedgerRow, fleet.requests(), ledger_progress)
+    counts["engine_snapshot"] = _write(store, EngineSnapshotRow, fleet.readings())
+    say(f"\n  engine readings {counts['engine_snapshot']:>7} (every 15 min per pod)")
+    return counts
+
+
+def _write(store: Store, model: type[SQLModel], rows: Iterator[dict[str, Any]],
+           progress: Callable[[int, dict[str, Any]], None] | None = None) -> int:
     written = 0
-    for batch in _batches(fleet.requests()):
+    for batch in _batches(rows):
         with store.session() as session:
-            store.insert_ignore(session, LedgerRow, batch)
+            store.insert_ignore(session, model, batch)
             session.commit()
         written += len(batch)
-        say(f"\r  ledger          {written:>7} requests, up to {batch[-1]['arrival']:%Y-%m-%d}"
-            f" ({fleet.timeline.month_index(batch[-1]['arrival']) + 1}/{len(months)} months)")
-    counts["ledger"] = written
-    readings = 0
-    for batch in _batches(fleet.readings()):
-        with store.session() as session:
-            store.insert_ignore(session, EngineSnapshotRow, batch)
-            session.commit()
-        readings += len(batch)
-    counts["engine_snapshot"] = readings
-    say(f"\n  engine readings {readings:>7} (every 15 min per pod)")
-    return counts
+        if progress is not None:
+            progress(written, batch[-1])
+    return written

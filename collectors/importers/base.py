@@ -7,12 +7,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from sqlmodel import SQLModel, select
 
@@ -51,6 +52,39 @@ def decode_utf8(path: Path) -> str:
         line = raw[: exc.start].count(b"\n") + 1
         raise BadInputError(path, line, "(bytes)", f"not UTF-8: byte 0x{raw[exc.start]:02x} at"
                        f" offset {exc.start}") from None
+
+
+def iso_time(fail: Callable[[str, str], BadInputError], field: str, value: str) -> datetime:
+    """An ISO 8601 time with a zone, in UTC; a missing zone or a bad time names the field."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise fail(field, f"{value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise fail(field, f"{value!r} has no time zone (add Z or +00:00)")
+    return parsed.astimezone(UTC)
+
+
+def json_items(path: Path, key: str) -> tuple[str, list[Any]]:
+    """A JSON file holding a list, or an object with the list under `key`."""
+    text = decode_utf8(path)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(path, exc.lineno, "(json)", exc.msg) from None
+    items = doc.get(key) if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        raise BadInputError(path, 1, key, f"expected a list of {key}")
+    return text, items
+
+
+def line_of(text: str, item: Any) -> int:
+    """The line where an item's id appears, so an error points into the file."""
+    ident = item.get("id") if isinstance(item, dict) else None
+    if not ident:
+        return 1
+    position = text.find(json.dumps(str(ident)))
+    return text.count("\n", 0, position) + 1 if position >= 0 else 1
 
 
 class Cells:
@@ -130,15 +164,7 @@ class Cells:
 
     def moment(self, field: str, *, optional: bool = False) -> datetime | None:
         value = self.text(field, optional=optional)
-        if not value:
-            return None
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise self.fail(field, f"{value!r} is not an ISO 8601 time") from None
-        if parsed.tzinfo is None:
-            raise self.fail(field, f"{value!r} has no time zone (add Z or +00:00)")
-        return parsed.astimezone(UTC)
+        return iso_time(self.fail, field, value) if value else None
 
 
 def read_csv(path: Path, required: Sequence[str]) -> Iterator[Cells]:

@@ -8,15 +8,21 @@ success.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import SQLModel
 
-from collectors.importers.base import BadInputError, Cells, Unique, decode_utf8, read_csv
+from collectors.importers.base import (
+    BadInputError,
+    Cells,
+    Unique,
+    iso_time,
+    json_items,
+    line_of,
+    read_csv,
+)
 from collectors.tables import Deployment
 
 RESULTS = {"success": "success", "succeeded": "success", "ok": "success",
@@ -67,14 +73,7 @@ class DeploymentsImporter:
             commit_shas=check_shas(cells.fail, cells.text("commit_shas", optional=True).split()))
 
     def _json(self, path: Path) -> list[SQLModel]:
-        text = decode_utf8(path)
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadInputError(path, exc.lineno, "(json)", exc.msg) from None
-        items = doc.get("deployments") if isinstance(doc, dict) else doc
-        if not isinstance(items, list):
-            raise BadInputError(path, 1, "deployments", "expected a list of deployments")
+        text, items = json_items(path, "deployments")
         rows: list[SQLModel] = []
         seen: set[str] = set()
         for index, item in enumerate(items):
@@ -83,9 +82,7 @@ class DeploymentsImporter:
 
     def _json_row(self, path: Path, text: str, index: int, item: Any,
                   seen: set[str]) -> Deployment:
-        ident = item.get("id") if isinstance(item, dict) else None
-        position = text.find(json.dumps(str(ident))) if ident else -1
-        line = text.count("\n", 0, position) + 1 if position >= 0 else 1
+        line = line_of(text, item)
 
         def fail(field: str, problem: str) -> BadInputError:
             return BadInputError(path, line, f"deployments[{index}].{field}", problem)
@@ -99,8 +96,8 @@ class DeploymentsImporter:
         if cells["id"] in seen:
             raise fail("id", f"{cells['id']} appears twice")
         seen.add(cells["id"])
-        started, finished = moment(fail, "started", cells["started"]), moment(
-            fail, "finished", cells["finished"])
+        started = iso_time(fail, "started", cells["started"])
+        finished = iso_time(fail, "finished", cells["finished"])
         if finished < started:
             raise fail("finished", f"{finished.isoformat()} is before started")
         shas = item.get("commit_shas") or []
@@ -113,12 +110,3 @@ class DeploymentsImporter:
                           result=result_of(fail, cells["result"]), started=started,
                           finished=finished, commit_shas=check_shas(fail, [str(s) for s in shas]))
 
-
-def moment(fail: Callable[[str, str], BadInputError], field: str, value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise fail(field, f"{value!r} is not an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        raise fail(field, f"{value!r} has no time zone (add Z or +00:00)")
-    return parsed.astimezone(UTC)

@@ -6,14 +6,21 @@ PagerDuty has no security category, containment time or deployment link; optiona
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import SQLModel
 
-from collectors.importers.base import BadInputError, Cells, Unique, decode_utf8, read_csv
+from collectors.importers.base import (
+    BadInputError,
+    Cells,
+    Unique,
+    iso_time,
+    json_items,
+    line_of,
+    read_csv,
+)
 from collectors.tables import Incident
 
 SEVERITIES = ("high", "low", "p1", "p2", "p3", "p4", "p5", "sev1", "sev2", "sev3", "sev4")
@@ -61,18 +68,11 @@ class IncidentsImporter:
             resolved=resolved, deployment_id=cells.text("deployment_id", optional=True) or None)
 
     def _json(self, path: Path) -> list[SQLModel]:
-        text = decode_utf8(path)
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadInputError(path, exc.lineno, "(json)", exc.msg) from None
-        incidents = doc.get("incidents") if isinstance(doc, dict) else doc
-        if not isinstance(incidents, list):
-            raise BadInputError(path, 1, "incidents", "expected a list of incidents")
+        text, incidents = json_items(path, "incidents")
         rows: list[SQLModel] = []
         seen: set[str] = set()
         for index, item in enumerate(incidents):
-            line = _line_of(text, item.get("id") if isinstance(item, dict) else None)
+            line = line_of(text, item)
             rows.append(self._from_json(path, line, index, item, seen))
         return rows
 
@@ -91,15 +91,7 @@ class IncidentsImporter:
         seen.add(incident_id)
 
         def moment(field: str, value: Any) -> datetime | None:
-            if value in (None, ""):
-                return None
-            try:
-                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-            except ValueError:
-                raise fail(field, f"{value!r} is not an ISO 8601 time") from None
-            if parsed.tzinfo is None:
-                raise fail(field, f"{value!r} has no time zone")
-            return parsed
+            return None if value in (None, "") else iso_time(fail, field, str(value))
 
         created = moment("created_at", item.get("created_at"))
         if created is None:
@@ -123,11 +115,3 @@ class IncidentsImporter:
                                                         "availability").lower(),
                         detected=created, acknowledged=acknowledged, contained=contained,
                         resolved=resolved, deployment_id=item.get("deployment_id"))
-
-
-def _line_of(text: str, incident_id: Any) -> int:
-    """The line where this incident's id appears, so an error points into the file."""
-    if not incident_id:
-        return 1
-    position = text.find(json.dumps(str(incident_id)))
-    return text.count("\n", 0, position) + 1 if position >= 0 else 1
