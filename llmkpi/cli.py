@@ -83,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default=".demo")
     demo.add_argument("--months", type=int, default=12, help="months of demo-company history")
 
+    co = sub.add_parser("cost", help="GPU cost per token for a period: report, or FOCUS export")
+    co.add_argument("action", choices=("report", "export"))
+    co.add_argument("--period", default="month", help="week, month or quarter (month)")
+    co.add_argument("--at", help="the period (2026-W40, 2026-10, 2026-Q4) or a date in it"
+                    " (default: the last full one)")
+    co.add_argument("--format", choices=("table", "json"), default="table")
+    co.add_argument("--focus", help="export: write FOCUS-shaped CSV rows to this file")
+    co.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
+
     dd = sub.add_parser("demo-data", help="generate a seeded demo company and load it")
     dd.add_argument("--months", type=int, default=12, help="months of history (12)")
     dd.add_argument("--seed", type=int, default=7)
@@ -169,6 +178,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(seconds=args.seconds, rps=args.rps, workdir=Path(args.workdir),
                         months=args.months)
+    if args.command == "cost":
+        return _cost(args)
     if args.command == "demo-data":
         from llmkpi import demo_data
 
@@ -178,6 +189,33 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(", ".join(f"{kind} {rows}" for kind, rows in counts.items()))
         return 0
     raise AssertionError(args.command)
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from collectors.store import Store
+    from kpi_mapping import cost_report, periods
+
+    if args.at:
+        period = periods.parse_period(args.period, args.at)
+    else:
+        now = datetime.now(UTC).date()
+        period = periods.period_containing(args.period, now).previous()
+    if args.action == "export" and not args.focus:
+        raise ValueError("cost export needs --focus FILE")
+    url = settings_mod.database_url(args.database)
+    store = Store.open(url)
+    try:
+        if args.action == "export":
+            rows = cost_report.export_focus(store, period, Path(args.focus))
+            print(f"{args.focus}: {rows} FOCUS rows for {period.label}")
+            return 0
+        doc = cost_report.report(store, period)
+    finally:
+        store.close()
+    print(json.dumps(doc, indent=2) if args.format == "json" else cost_report.format_table(doc))
+    return 0
 
 
 def _events(args: argparse.Namespace) -> int:

@@ -1,0 +1,64 @@
+"""`llmkpi cost report / export` on a store holding the demo company, on both databases."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from collectors.demo_company.load import load
+from collectors.store import Store
+from kpi_mapping.cost_report import export_focus, format_table, report
+from kpi_mapping.periods import parse_period
+from llmkpi.demo_data import make
+from tests.integration.test_store import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_report_and_focus_export_add_up_to_the_bill(store: Store, tmp_path: Path) -> None:
+    company = make(tmp_path / "company", 3, 5, date(2026, 10, 1), base_per_day=30)
+    load(store, company, say=lambda _line: None)
+    period = parse_period("month", "2026-10")
+    doc = report(store, period)
+    # October: H100 all month at $2.19 after the price cut (month 3 of 3 → cut in month 2),
+    # L4 from month 3 at $0.80: 744 h each
+    assert doc["gpu_bill"] == pytest.approx(round(744 * 2.19, 2) + round(744 * 0.80, 2))
+    assert doc["allocated"] + doc["idle"] == pytest.approx(doc["gpu_bill"], abs=1e-9)
+    assert sum(t["cents"] for t in doc["tenants"]) == round(doc["allocated"] * 100)
+    assert doc["unpriced_requests"] == 0 and doc["requests"] > 500
+    assert 0 < doc["utilization"] < 1
+    assert {m["model"] for m in doc["models"]} == {"meta-llama/Meta-Llama-3-8B-Instruct"}
+    assert all(0 < row["margin"] < 1 for row in doc["margin"])
+    text = format_table(doc)
+    assert "idle" in text and "tenant-0000" in text and "margin" in text
+
+    out = tmp_path / "focus.csv"
+    rows = export_focus(store, period, out)
+    with out.open() as handle:
+        focus = list(csv.DictReader(handle))
+    assert len(focus) == rows
+    assert sum(Decimal(r["BilledCost"]) for r in focus) == Decimal(str(doc["gpu_bill"]))
+    idle = [r for r in focus if r["ChargeDescription"] == "idle GPU time"]
+    assert {r["ResourceId"] for r in idle} == {"vllm-0", "vllm-1"}
+    assert sum(int(r["ConsumedQuantity"]) for r in focus) == sum(
+        t["input_tokens"] + t["output_tokens"] for t in doc["tenants"])
+
+
+def test_cost_command_errors_are_one_line(tmp_path: Path) -> None:
+    cli = str(ROOT / ".venv" / "bin" / "llmkpi")
+    database = str(tmp_path / "empty.sqlite")
+    for args, message in [
+        (["report", "--at", "2026-10"], "no GPU inventory in the store"),
+        (["report", "--period", "year", "--at", "2026"], "--period 'year': choose one of"),
+        (["report", "--period", "quarter", "--at", "2026-Q5"], "is not a quarter"),
+        (["export", "--at", "2026-10"], "cost export needs --focus FILE"),
+    ]:
+        done = subprocess.run([cli, "cost", *args, "--database", database],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert message in done.stderr, done.stderr
