@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -78,10 +79,13 @@ def generate(directory: Path, *, months: int, seed: int, end_month: date, pods: 
         f" outage {timeline.outage.start:%Y-%m-%d %H:%M} for {timeline.outage.hours:.1f} h")
     hist = engineering.history(timeline, staff)
     repo = directory / "repo"
-    if not (repo / ".git").exists():
+    marks_file = repo / ".git" / "demo-marks"
+    if not marks_file.exists():
+        if repo.exists():  # a run stopped half-way: start the repository again
+            shutil.rmtree(repo)
         shas = engineering.write_repository(repo, hist)
     else:  # a second run reuses the repository the first wrote
-        marks = (repo / ".git" / "demo-marks").read_text().split()
+        marks = marks_file.read_text().split()
         shas = dict(zip(marks[::2], marks[1::2], strict=True))
     _csv(directory / "deployments.csv", engineering.deployment_rows(hist, shas))
     _csv(directory / "incidents.csv", engineering.incidents(timeline, hist))

@@ -83,6 +83,7 @@ def _deploys(rng: random.Random, timeline: Timeline, day: date, marks: list[str]
 
 def write_repository(path: Path, hist: History) -> dict[str, str]:
     """A real repository with every commit; returns mark -> SHA."""
+    path = path.resolve()  # git -C would read a relative marks path from inside the repo
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
     chunks: list[bytes] = []

@@ -109,6 +109,7 @@ def test_demo_company_loads_and_its_parts_agree(store: Store, tmp_path: Path) ->
 
 
 def test_demo_data_command(tmp_path: Path) -> None:
+    """Run as `make demo` runs it: relative paths, from the working directory; twice."""
     cli = str(ROOT / ".venv" / "bin" / "llmkpi")
     bad = subprocess.run([cli, "demo-data", "--months", "1", "--out", str(tmp_path / "x"),
                           "--database", str(tmp_path / "x.sqlite")],
@@ -118,10 +119,13 @@ def test_demo_data_command(tmp_path: Path) -> None:
     wrong = subprocess.run([cli, "demo-data", "--end-month", "Oct", "--out", str(tmp_path)],
                            capture_output=True, text=True, check=False)
     assert "--end-month 'Oct' is not a month (YYYY-MM)" in wrong.stderr
-    done = subprocess.run([cli, "demo-data", "--months", "2", "--requests-per-day", "10",
-                           "--end-month", "2026-10", "--out", str(tmp_path / "c"),
-                           "--database", str(tmp_path / "c.sqlite")],
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    assert "ledger" in done.stdout and "loading into" in done.stderr
-    assert "months" in done.stderr  # progress on the long part
+    for run in (1, 2):
+        done = subprocess.run([cli, "demo-data", "--months", "2", "--requests-per-day", "10",
+                               "--end-month", "2026-10", "--out", "c", "--database",
+                               "c.sqlite"], capture_output=True, text=True, check=False,
+                              cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "ledger" in done.stdout and "loading into" in done.stderr
+        assert "months" in done.stderr  # progress on the long part
+        assert (run == 2) == ("already loaded" in done.stderr)
+    assert (tmp_path / "c" / "repo" / ".git" / "demo-marks").is_file()
