@@ -250,14 +250,15 @@ def _store_command(args: argparse.Namespace) -> int:
     from llmkpi import imports
 
     url = settings_mod.database_url(args.database)
-    if args.command == "import":
-        imports.importer_for(args)  # a wrong kind or option fails before the store is opened
+    # a wrong kind or option fails before the store is opened
+    importer = imports.importer_for(args) if args.command == "import" else None
     store = Store.open(url)
     try:
         if args.command == "db":
             print(f"{url}: schema revision {store.revision()}")
             return 0
-        imports.run(args, store, url)
+        assert importer is not None
+        imports.run(args, importer, store, url)
         return 0
     finally:
         store.close()

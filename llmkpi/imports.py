@@ -82,16 +82,16 @@ def importer_for(args: argparse.Namespace) -> Importer:
     return IMPORTERS[args.kind]
 
 
-def run(args: argparse.Namespace, store: Store, url: str) -> None:
-    jobs: list[tuple[Importer, Path]] = [(importer_for(args), Path(args.path))]
+def run(args: argparse.Namespace, importer: Importer, store: Store, url: str) -> None:
+    jobs: list[tuple[Importer, Path]] = [(importer, Path(args.path))]
     if args.kind == "git" and args.deployments:
         jobs.append((DeploymentsImporter(), Path(args.deployments)))
-    for importer, path in jobs:
-        def progress(done: int, total: int, kind: str = importer.kind) -> None:
+    for job, path in jobs:
+        def progress(done: int, total: int, kind: str = job.kind) -> None:
             print(f"\r{kind}: {done}/{total} rows", end="", file=sys.stderr, flush=True)
 
-        result: ImportResult = run_import(store, importer, path, progress)
+        result: ImportResult = run_import(store, job, path, progress)
         if result.already_imported:
             print(f"{path}: already imported ({result.rows} rows); nothing changed")
         else:
-            print(f"\n{path}: imported {result.rows} {importer.kind} rows into {url}")
+            print(f"\n{path}: imported {result.rows} {job.kind} rows into {url}")

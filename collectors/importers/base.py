@@ -37,13 +37,6 @@ class Importer(Protocol):
     def load(self, path: Path) -> list[SQLModel]: ...
 
 
-class SourceImporter(Importer, Protocol):
-    """An importer whose input is not one file (a repository, a Prometheus server): it names
-    its own fingerprint (None: always read it again; rows then merge by their natural key)."""
-
-    def fingerprint(self, path: Path) -> str | None: ...
-
-
 def decode_utf8(path: Path) -> str:
     raw = path.read_bytes()
     try:
@@ -214,6 +207,9 @@ def location(path: Path) -> str:
 
 
 def fingerprint(importer: Importer, path: Path) -> str | None:
+    """The file's content hash; an importer whose input is not one file (a repository, a
+    Prometheus server) names its own with a `fingerprint(path)` method (None: always read it
+    again; its rows then skip what the store already has)."""
     custom = getattr(importer, "fingerprint", None)
     if custom is not None:
         return cast("str | None", custom(path))
@@ -233,12 +229,25 @@ def run_import(store: Store, importer: Importer, path: Path,
         if done is not None:
             return ImportResult(importer.kind, path, done.rows, already_imported=True)
     rows = importer.load(path)  # raises BadInputError before anything is written
+    # Rows with a surrogate id are inserted in batches, skipping those whose unique key is
+    # stored already; rows keyed by their natural key merge.
+    surrogate: dict[type[SQLModel], list[dict[str, Any]]] = {}
+    keyed = []
+    for row in rows:
+        if getattr(row, "id", "") is None:
+            surrogate.setdefault(type(row), []).append(row.model_dump(exclude={"id"}))
+        else:
+            keyed.append(row)
+    written = 0
     with store.session() as session:
-        for index, row in enumerate(rows, 1):
-            if getattr(row, "id", "") is None:  # surrogate key: skip if its unique key exists
-                store.insert_ignore(session, type(row), [row.model_dump(exclude={"id"})])
-            else:
-                session.merge(row)
+        for model, dumped in surrogate.items():
+            for start in range(0, len(dumped), 1000):
+                store.insert_ignore(session, model, dumped[start:start + 1000])
+                written += len(dumped[start:start + 1000])
+                if progress is not None:
+                    progress(written, len(rows))
+        for index, row in enumerate(keyed, written + 1):
+            session.merge(row)
             if progress is not None and (index % 1000 == 0 or index == len(rows)):
                 progress(index, len(rows))
         session.add(ImportLog(kind=importer.kind, path=location(path), sha256=digest or "",
