@@ -107,12 +107,13 @@ def allocate(ledger: pd.DataFrame, gpus: pd.DataFrame, start: datetime,
     """Cost of [start, end) per request and per pod; requests of unpriced pods get NA."""
     in_period = ledger[(ledger["arrival"] >= start) & (ledger["arrival"] < end)].copy()
     prefill, decode = engine_times(in_period)
-    in_period["input_cents"] = pd.array([pd.NA] * len(in_period), dtype="Int64")
-    in_period["output_cents"] = pd.array([pd.NA] * len(in_period), dtype="Int64")
+    in_period["input_cents"] = pd.Series(pd.NA, index=in_period.index, dtype="Int64")
+    in_period["output_cents"] = pd.Series(pd.NA, index=in_period.index, dtype="Int64")
     bills = pod_bills(gpus, start, end)
     out = []
-    arrival_s = in_period["arrival"].map(pd.Timestamp.timestamp).to_numpy(dtype="float64") \
-        if len(in_period) else np.zeros(0)
+    # seconds since the period's start, vectorised (a per-row Timestamp call costs ~1 µs each)
+    arrival_s = ((in_period["arrival"] - pd.Timestamp(start)).dt.total_seconds()
+                 .to_numpy(dtype="float64"))
     queue = in_period["queue_time"].astype("float64").fillna(0.0).to_numpy()
     e2e = in_period["e2e_latency"].astype("float64").fillna(0.0).to_numpy()
     for bill in bills.to_dict("records"):
