@@ -137,4 +137,6 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12) -> int
         print("\nHow full the engine got (the sidecar polls its vLLM-style /metrics):")
         print("  " + peaks.report())
     print("\nstopped simulator and sidecar")
+    print(f"\nnext: .venv/bin/llmkpi cost report --database {database}"
+          "   (the demo company's GPU bill by model, tenant and feature)")
     return 0
