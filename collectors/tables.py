@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -21,7 +21,9 @@ class LedgerRow(SQLModel, table=True):
     """One inference request, from a RequestRecord (sidecar or plugin)."""
 
     __tablename__ = "ledger"
-    __table_args__ = (UniqueConstraint("source", "request_id"),)
+    # (pod, arrival): the roll-up and cost allocation read one pod's time window at a time
+    __table_args__ = (UniqueConstraint("source", "request_id"),
+                      Index("ix_ledger_pod_arrival", "pod", "arrival"))
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=16)
     request_id: str = Field(max_length=128)
@@ -137,11 +139,13 @@ class Release(SQLModel, table=True):
 
 
 class Person(SQLModel, table=True):
+    """One stint of employment: a person who leaves and comes back has two rows."""
+
     __tablename__ = "person"
     person: str = Field(primary_key=True, max_length=128)
+    hired: date = Field(primary_key=True)
     team: str = Field(max_length=64)
     tech: bool
-    hired: date
     exited: date | None = None
     hourly_rate: float | None = None
 
@@ -217,6 +221,32 @@ class IntegrationAttempt(SQLModel, table=True):
     tenant: str = Field(max_length=64)
     attempted: datetime = Field(sa_column=utc_column())
     success: bool
+
+
+class LedgerHour(SQLModel, table=True):
+    """The ledger summed per pod and hour (collectors/rollup.py): what the KPI layer reads
+    for a year of requests without scanning millions of rows. Latencies are counted in the
+    fixed bins of rollup.LATENCY_BOUNDS (a JSON list, one count per bin plus overflow)."""
+
+    __tablename__ = "ledger_hour"
+    pod: str = Field(primary_key=True, max_length=128)
+    hour: datetime = Field(sa_column=utc_column(primary_key=True))
+    requests: int
+    ok: int
+    failed: int  # outcome error or rejected (client cancellations are neither)
+    input_tokens: int
+    output_tokens: int
+    busy_seconds: float
+    ttft_counts: str
+    e2e_counts: str
+
+
+class RollupState(SQLModel, table=True):
+    """How far a derived table has read its source (the highest ledger id rolled up)."""
+
+    __tablename__ = "rollup_state"
+    name: str = Field(primary_key=True, max_length=64)
+    last_id: int
 
 
 class ImportLog(SQLModel, table=True):

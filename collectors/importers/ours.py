@@ -3,6 +3,7 @@ per tenant, integration attempts) and the registry of every kind (docs/imports.m
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from sqlmodel import SQLModel
@@ -29,16 +30,22 @@ class PeopleImporter:
     columns = ("person", "team", "tech", "hired", "exited", "hourly_rate")
 
     def load(self, path: Path) -> list[SQLModel]:
+        """One row per stint; a person who left and came back has a row per stint, and
+        stints of one person may not overlap."""
         rows: list[SQLModel] = []
-        unique = Unique("person")
+        stints: dict[str, list[tuple[date, date | None, int]]] = {}
         for cells in read_csv(path, self.columns):
             person = cells.text("person")
-            unique.check(cells, person)
             hired = cells.day("hired")
             exited = cells.day("exited", optional=True)
             assert hired is not None
             if exited is not None and exited < hired:
                 raise cells.fail("exited", f"{exited} is before hired {hired}")
+            for start, end, line in stints.get(person, []):
+                if (end is None or hired <= end) and (exited is None or start <= exited):
+                    raise cells.fail("hired", f"{person} is already employed on {hired}"
+                                              f" (the stint on line {line})")
+            stints.setdefault(person, []).append((hired, exited, cells.line))
             rows.append(Person(person=person, team=cells.text("team"), tech=cells.flag("tech"),
                                hired=hired, exited=exited,
                                hourly_rate=cells.number("hourly_rate", optional=True)))

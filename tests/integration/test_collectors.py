@@ -27,6 +27,7 @@ from collectors.tables import (
     Deployment,
     EngineSnapshotRow,
     IntegrationAttempt,
+    Person,
     Release,
     TenantRevenue,
     WorkItem,
@@ -53,12 +54,16 @@ def test_a_store_at_the_previous_revision_keeps_its_rows(tmp_path: Path) -> None
         conn.execute(text(
             "INSERT INTO engine_snapshot (taken, engine, model, pod, up, kv_cache_usage)"
             " VALUES ('2026-10-01 00:00:00+00:00', 'e', 'm', '', 1, 0.5)"))
+        conn.execute(text("INSERT INTO person (person, team, tech, hired, exited, hourly_rate)"
+                          " VALUES ('ana', 'inference', 1, '2024-01-01', NULL, 95.0)"))
     old.close()
     store = Store.open(str(tmp_path / "old.sqlite"))
-    assert store.revision() == "0002"
+    assert store.revision() == "0003"
     with store.session() as session:
         (row,) = session.exec(select(EngineSnapshotRow)).all()
+        (person,) = session.exec(select(Person)).all()
     assert row.kv_cache_usage == 0.5
+    assert (person.person, person.team, person.hourly_rate) == ("ana", "inference", 95.0)
 
 
 # -- git ---------------------------------------------------------------------------------------

@@ -33,12 +33,15 @@ def assert_rejected(store: Store, kind: str, path: Path, line: int, field: str,
     assert dump(store) == before
 
 
+HEAD = "0003"
+
+
 def test_a_new_store_is_migrated_to_the_newest_revision(store: Store) -> None:
-    assert store.revision() == "0002"
+    assert store.revision() == HEAD
     tables = set(inspect(store.engine).get_table_names())
     assert set(SQLModel.metadata.tables) <= tables
     store.upgrade()  # idempotent
-    assert store.revision() == "0002"
+    assert store.revision() == HEAD
 
 
 def test_an_unmigrated_store_upgrades_in_place(tmp_path: Path) -> None:
@@ -46,7 +49,7 @@ def test_an_unmigrated_store_upgrades_in_place(tmp_path: Path) -> None:
     assert bare.revision() is None and inspect(bare.engine).get_table_names() == []
     bare.close()
     upgraded = Store.open(str(tmp_path / "old.sqlite"))
-    assert upgraded.revision() == "0002"
+    assert upgraded.revision() == HEAD
 
 
 def test_people_round_trip_and_reimport_changes_nothing(store: Store, tmp_path: Path) -> None:
@@ -97,7 +100,8 @@ BAD = [
     ("people", "person,team,tech,hired,hourly_rate\nana,x,true,2024-01-01,95\n",
      1, "exited", "column is missing"),
     ("people", "person,team,tech,hired,exited,hourly_rate\nana,x,true,2024-01-01,,95\n"
-     "ana,y,true,2024-02-01,,95\n", 3, "person", "ana repeats line 2"),
+     "ana,y,true,2024-02-01,,95\n", 3, "hired",
+     "ana is already employed on 2024-02-01 (the stint on line 2)"),
     ("people", "person,team,tech,hired,exited,hourly_rate\nana,x,true,2024-05-01,2024-01-01,"
      "95\n", 2, "exited", "is before hired"),
     ("finance", None, 3, "revenue", "'lots' is not a number"),
@@ -109,7 +113,7 @@ BAD = [
 
 
 @pytest.mark.parametrize(("kind", "content", "line", "field", "message"), BAD,
-                         ids=["wrong-type", "missing-column", "duplicate-id",
+                         ids=["wrong-type", "missing-column", "overlapping-stints",
                               "dates-out-of-order", "bad-number-last-row", "naive-time",
                               "zero-gpus"])
 def test_bad_file_is_rejected_whole_and_the_store_is_unchanged(
@@ -122,6 +126,19 @@ def test_bad_file_is_rejected_whole_and_the_store_is_unchanged(
         content = "\n".join([good[0], good[1], good[2].replace("428000", "lots", 1)]) + "\n"
     path.write_text(content)
     assert_rejected(store, kind, path, line, field, message)
+
+
+def test_a_person_who_leaves_and_returns_keeps_both_stints(store: Store,
+                                                          tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("person,team,tech,hired,exited,hourly_rate\n"
+                    "ana,inference,true,2024-01-01,2025-03-31,95\n"
+                    "ana,platform,true,2025-09-01,,99\n")
+    assert run_import(store, IMPORTERS["people"], path).rows == 2
+    with store.session() as session:
+        stints = sorted(session.exec(select(Person)).all(), key=lambda p: p.hired)
+    assert [(p.team, p.exited) for p in stints] == [("inference", date(2025, 3, 31)),
+                                                     ("platform", None)]
 
 
 def test_non_utf8_bytes_name_their_line(store: Store, tmp_path: Path) -> None:
@@ -149,7 +166,7 @@ def test_import_command(tmp_path: Path) -> None:
     assert f"{bad}:1: field 'gpu_count': column is missing" in failed.stderr
     revision = subprocess.run([cli, "db", "revision", "--database", str(database)],
                               capture_output=True, text=True, check=False)
-    assert "schema revision 0002" in revision.stdout
+    assert f"schema revision {HEAD}" in revision.stdout
 
 
 def test_junit_and_coverage_round_trip(store: Store) -> None:
