@@ -167,6 +167,52 @@ EVENTS_SENT = _m(
     "events_sent_total", "counter", "events",
     "Product events Mixpanel accepted (the outbox deleted them).", ())
 
+# `llmkpi kpi serve`: the KPI report and the cost figures of the latest full period as gauges
+KPI_LABELS = ("mapping", "key")
+KPI_CEO_VALUE = _m(
+    "kpi_ceo_value", "gauge", "",
+    "CEO KPI of the mapping for the reported period, in the unit `llmkpi kpi mappings` gives.",
+    KPI_LABELS)
+KPI_CTO_VALUE = _m(
+    "kpi_cto_value", "gauge", "",
+    "CTO metric of the mapping for the reported period, in its unit (ratios 0-1).",
+    KPI_LABELS)
+KPI_BAND = _m(
+    "kpi_band", "gauge", "",
+    "The CTO metric's band: 0 green, 1 amber, 2 red (absent when it has none).", KPI_LABELS)
+KPI_PERIOD = _m(
+    "kpi_period_info", "gauge", "",
+    "1, labelled with the period the KPI and cost gauges describe.", ("period", "kind"))
+REVENUE_PER_EMPLOYEE = _m(
+    "north_star_revenue_per_employee_dollars", "gauge", "dollars",
+    "The north star: revenue per year per average employee.", ())
+ENGINEER_PRODUCTIVITY = _m(
+    "engineer_productivity_index_dollars", "gauge", "dollars",
+    "Revenue attributable to shipped features per year per average engineer.", ())
+COST_PER_MILLION_TOKENS = _m(
+    "gpu_cost_per_million_tokens_dollars", "gauge", "dollars",
+    "GPU dollars per million tokens by model; token_kind is input, output or blended.",
+    ("model", "token_kind"))
+GPU_BILL = _m(
+    "gpu_bill_dollars", "gauge", "dollars",
+    "The period's GPU bill from the inventory (allocated + idle).", ())
+GPU_IDLE_COST = _m(
+    "gpu_idle_cost_dollars", "gauge", "dollars",
+    "The part of the period's GPU bill no request used.", ())
+TENANT_GPU_COST = _m(
+    "tenant_gpu_cost_dollars", "gauge", "dollars",
+    "GPU dollars allocated to the tenant's requests in the period.", ("tenant",))
+TENANT_GROSS_MARGIN = _m(
+    "tenant_gross_margin_ratio", "gauge", "ratio",
+    "(revenue - GPU cost) / revenue of the tenant in the period, where revenue is known.",
+    ("tenant",))
+KPI_REFRESHED = _m(
+    "kpi_refresh_timestamp_seconds", "gauge", "seconds",
+    "Unix time the KPI gauges were last computed from the store.", ())
+KPI_REFRESH_FAILURES = _m(
+    "kpi_refresh_failures_total", "counter", "refreshes",
+    "Refreshes that failed (the gauges keep their last values).", ())
+
 REQUEST_METRICS = (TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, E2E_REQUEST_LATENCY,
                    REQUEST_QUEUE_TIME, REQUESTS, PROMPT_TOKENS, GENERATION_TOKENS,
                    CACHED_PROMPT_TOKENS)
@@ -176,7 +222,10 @@ ENGINE_METRICS = (ENGINE_UP, ENGINE_KV_CACHE_USAGE, ENGINE_REQUESTS_RUNNING,
 HEALTH_METRICS = (SINK_DROPPED, SINK_FAILED, LABEL_OVERFLOW, PLUGIN_RECORD_SECONDS,
                   PLUGIN_RECORD_CALLS, EVENTS_PENDING, EVENTS_QUARANTINED, EVENTS_DROPPED,
                   EVENTS_SENT)
-ALL_METRICS = REQUEST_METRICS + ENGINE_METRICS + HEALTH_METRICS
+KPI_METRICS = (KPI_CEO_VALUE, KPI_CTO_VALUE, KPI_BAND, KPI_PERIOD, REVENUE_PER_EMPLOYEE,
+               ENGINEER_PRODUCTIVITY, COST_PER_MILLION_TOKENS, GPU_BILL, GPU_IDLE_COST,
+               TENANT_GPU_COST, TENANT_GROSS_MARGIN, KPI_REFRESHED, KPI_REFRESH_FAILURES)
+ALL_METRICS = REQUEST_METRICS + ENGINE_METRICS + HEALTH_METRICS + KPI_METRICS
 
 
 def by_name(name: str) -> MetricSpec:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from llmkpi import kpi_cli
 from llmkpi import settings as settings_mod
 
 
@@ -91,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     co.add_argument("--format", choices=("table", "json"), default="table")
     co.add_argument("--focus", help="export: write FOCUS-shaped CSV rows to this file")
     co.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
+
+    kpi_cli.add_arguments(sub)
 
     dd = sub.add_parser("demo-data", help="generate a seeded demo company and load it")
     dd.add_argument("--months", type=int, default=12, help="months of history (12)")
@@ -180,6 +183,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                         months=args.months)
     if args.command == "cost":
         return _cost(args)
+    if args.command == "kpi":
+        return kpi_cli.run(args)
     if args.command == "demo-data":
         from llmkpi import demo_data
 

@@ -41,6 +41,7 @@ ENV_DOC = {
     "LLMKPI_MIXPANEL_TIMEOUT": "events: seconds to wait for an /import answer (10)",
     "LLMKPI_RESPONSE_DELAYED_SECONDS": "events: TTFT above which response_delayed is sent (2)",
     "LLMKPI_DATABASE_URL": "store: a SQLite path or URL, or postgresql://... (llmkpi.sqlite)",
+    "LLMKPI_KPI_CONFIG": "KPI config YAML with bands and targets (none: the defaults)",
     "LLMKPI_LEDGER": "sidecar/plugin: write every request to the store's ledger (off)",
     "LLMKPI_GPU": "sidecar/plugin: GPU type written into ledger rows (empty)",
     "LLMKPI_LOG_LEVEL": "all: logging level (default INFO)",
@@ -290,3 +291,9 @@ def database_url(flag: str | None = None, env: Env | None = None) -> str:
 
 def log_level(env: Env | None = None) -> str:
     return (env or Env()).get_str("LLMKPI_LOG_LEVEL", "INFO").upper()
+
+
+def kpi_config_path(flag: str | None = None, env: Env | None = None) -> Path | None:
+    """The KPI config file (bands, targets): --config, else LLMKPI_KPI_CONFIG, else none."""
+    value = flag or (env or Env()).get_str("LLMKPI_KPI_CONFIG", "")
+    return Path(value) if value else None

@@ -1,0 +1,1 @@
+"""Pure formula functions over DataFrames, one module per kind of input."""

@@ -1,0 +1,146 @@
+"""Serving KPIs from the hourly ledger roll-up, engine readings and the GPU inventory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from collectors.rollup import LATENCY_BOUNDS
+from kpi_mapping.values import Value, none, number, ratio
+
+WITHIN_SLO_SHARE = 0.95  # an hour is within the TTFT SLO when its p95 is under the threshold
+MAX_FAILED_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class Hours:
+    """Roll-up rows (pod, hour, requests, ok, failed, tokens, busy_seconds) and their
+    latency bins, one row of `ttft` and `e2e` per roll-up row."""
+
+    frame: pd.DataFrame
+    ttft: np.ndarray
+    e2e: np.ndarray
+
+    def where(self, mask: np.ndarray) -> Hours:
+        return Hours(self.frame[mask].reset_index(drop=True), self.ttft[mask], self.e2e[mask])
+
+    def between(self, start: datetime, end: datetime) -> Hours:
+        hour = self.frame["hour"]
+        return self.where(((hour >= start) & (hour < end)).to_numpy(dtype=bool))
+
+
+def no_hours() -> Hours:
+    frame = pd.DataFrame({name: pd.Series(dtype="int64") for name in (
+        "requests", "ok", "failed", "input_tokens", "output_tokens")})
+    frame.insert(0, "hour", pd.Series(dtype="datetime64[ns, UTC]"))
+    frame.insert(0, "pod", pd.Series(dtype="object"))
+    frame["busy_seconds"] = pd.Series(dtype="float64")
+    empty = np.zeros((0, len(LATENCY_BOUNDS) + 1))
+    return Hours(frame, empty, empty.copy())
+
+
+def quantile(bins: np.ndarray, q: float) -> float | None:
+    """Prometheus histogram_quantile over the roll-up bins: linear inside the bin, the last
+    finite bound for the overflow bin."""
+    total = float(bins.sum())
+    if not total:
+        return None
+    rank = q * total
+    cumulative = np.cumsum(bins)
+    index = int(np.searchsorted(cumulative, rank, side="left"))
+    if index >= len(LATENCY_BOUNDS):
+        return LATENCY_BOUNDS[-1]
+    lower = LATENCY_BOUNDS[index - 1] if index else 0.0
+    below = float(cumulative[index - 1]) if index else 0.0
+    inside = float(bins[index])
+    return lower + (LATENCY_BOUNDS[index] - lower) * (rank - below) / inside
+
+
+def _inventory_seconds(gpus: pd.DataFrame, pod: str, hours: pd.DataFrame, start: datetime,
+                       end: datetime) -> tuple[float, float]:
+    """(busy GPU-seconds, provisioned GPU-seconds) of one pod over its inventory rows."""
+    busy = provisioned = 0.0
+    for row in gpus[gpus["pod"] == pod].to_dict("records"):
+        lo = max(pd.Timestamp(row["valid_from"]), pd.Timestamp(start))
+        hi = min(pd.Timestamp(row["valid_to"]) if pd.notna(row["valid_to"]) else
+                 pd.Timestamp(end), pd.Timestamp(end))
+        if hi <= lo:
+            continue
+        count = float(row["gpu_count"])
+        provisioned += (hi - lo).total_seconds() * count
+        inside = hours[(hours["pod"] == pod) & (hours["hour"] >= lo) & (hours["hour"] < hi)]
+        busy += float(inside["busy_seconds"].sum()) * count
+    return busy, provisioned
+
+
+def utilization(hours: Hours, gpus: pd.DataFrame, snapshots: pd.DataFrame,
+                start: datetime, end: datetime) -> Value:
+    """busy GPU-seconds / provisioned GPU-seconds; busy = the union of the pod's requests'
+    engine time (OpenCost's allocation is by use, the rest is idle). Mean KV usage beside."""
+    busy = provisioned = 0.0
+    for pod in sorted(set(gpus["pod"])):
+        used, held = _inventory_seconds(gpus, pod, hours.frame, start, end)
+        busy, provisioned = busy + used, provisioned + held
+    kv = snapshots["kv_cache_usage"].dropna()
+    return ratio(busy, provisioned, "no GPUs provisioned in the period",
+                 busy_gpu_hours=round(busy / 3600, 2),
+                 provisioned_gpu_hours=round(provisioned / 3600, 2),
+                 mean_kv_cache_usage=round(float(kv.mean()), 4) if len(kv) else None)
+
+
+def uptime(snapshots: pd.DataFrame, hours: Hours, start: datetime, end: datetime) -> Value:
+    """(period − downtime) / period: the share of engine readings that found the engine up
+    (readings are evenly spaced per engine); without readings, the share of requests that
+    did not fail."""
+    period_minutes = (end - start).total_seconds() / 60
+    if len(snapshots):
+        up = float(snapshots["up"].astype(bool).mean())
+        return number(up, source="engine readings", readings=len(snapshots),
+                      downtime_minutes=round((1 - up) * period_minutes, 1))
+    ok, failed = float(hours.frame["ok"].sum()), float(hours.frame["failed"].sum())
+    return ratio(ok, ok + failed, "no readings and no requests",
+                 source="request success")
+
+
+def fleet_hours(hours: Hours) -> tuple[pd.DataFrame, np.ndarray]:
+    """The fleet per hour: requests and failures summed over pods, and the TTFT bins."""
+    groups = hours.frame.groupby("hour", sort=True)
+    out = groups[["requests", "failed"]].sum().reset_index()
+    summed = np.zeros((len(out), hours.ttft.shape[1]))
+    np.add.at(summed, groups.ngroup().to_numpy(), hours.ttft)
+    return out, summed
+
+
+def scalability_index(hours: Hours, slo_seconds: float) -> Value:
+    """peak hourly load served within SLO / median hourly load (seed KPI 9). An hour is
+    within SLO when ≥ 95 % of its first tokens came within slo_seconds (the threshold is
+    taken at the nearest roll-up bound below it) and ≤ 1 % of requests failed."""
+    fleet, bins = fleet_hours(hours)
+    busy = (fleet["requests"] > 0).to_numpy(dtype=bool)
+    fleet, bins = fleet[busy], bins[busy]
+    if fleet.empty:
+        return none("no requests in the period")
+    edge = int(np.searchsorted(LATENCY_BOUNDS, slo_seconds, side="right"))
+    timed = bins.sum(axis=1)
+    fast = bins[:, :edge].sum(axis=1)
+    good = ((fast >= WITHIN_SLO_SHARE * timed) & (timed > 0)
+            & (fleet["failed"].to_numpy() <= MAX_FAILED_SHARE * fleet["requests"].to_numpy()))
+    baseline = float(fleet["requests"].median())
+    if not good.any():
+        return none("no hour met the SLO", band="red", baseline_per_hour=baseline)
+    peak = float(fleet["requests"].to_numpy()[good].max())
+    return number(peak / baseline, peak_per_hour=peak, baseline_per_hour=baseline,
+                  hours_within_slo=int(good.sum()), hours=len(fleet))
+
+
+def response_time(hours: Hours) -> Value:
+    """p95 time to first token over the period (p95 end-to-end beside)."""
+    p95 = quantile(hours.ttft.sum(axis=0), 0.95)
+    if p95 is None:
+        return none("no timed requests in the period")
+    e2e = quantile(hours.e2e.sum(axis=0), 0.95)
+    return number(p95, e2e_p95_seconds=round(e2e, 4) if e2e is not None else None,
+                  requests=int(hours.frame["requests"].sum()))

@@ -1,0 +1,150 @@
+"""`llmkpi kpi mappings | report | serve`: the 19 mappings, a period's report, and the
+report as Prometheus gauges refreshed on an interval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from llmkpi import settings as settings_mod
+
+log = logging.getLogger("llmkpi.kpi")
+
+
+def add_arguments(sub: Any) -> None:
+    kpi = sub.add_parser("kpi", help="the 19 CEO-KPI → CTO-metric mappings: list, report,"
+                         " serve as gauges")
+    kpi.add_argument("action", choices=("mappings", "report", "serve"))
+    kpi.add_argument("--period", default="month", help="week, month or quarter (month)")
+    kpi.add_argument("--at", help="the period (2026-W40, 2026-10, 2026-Q4) or a date in it"
+                     " (default: the last full one)")
+    kpi.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    kpi.add_argument("--config", help="KPI config YAML: bands, targets (LLMKPI_KPI_CONFIG)")
+    kpi.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
+    kpi.add_argument("--port", type=int, default=9464, help="serve: metrics port (9464)")
+    kpi.add_argument("--host", default="127.0.0.1", help="serve: address to bind")
+    kpi.add_argument("--interval", type=float, default=300.0,
+                     help="serve: seconds between refreshes (300)")
+
+
+def _period(kind: str, at: str | None) -> Any:
+    from kpi_mapping import periods
+
+    if at:
+        return periods.parse_period(kind, at)
+    return periods.period_containing(kind, datetime.now(UTC).date()).previous()
+
+
+def _config(flag: str | None) -> Any:
+    from kpi_mapping import config
+
+    path = settings_mod.kpi_config_path(flag)
+    return config.load(path) if path else config.KpiConfig()
+
+
+def run(args: argparse.Namespace) -> int:
+    from kpi_mapping.mappings import MAPPINGS
+
+    if args.action == "mappings":
+        if args.format == "json":
+            print(json.dumps([m.to_dict() for m in MAPPINGS], indent=2))
+        else:
+            for m in MAPPINGS:
+                print(f"{m.id:>2} {m.ceo_kpi} = {m.ceo_formula}\n   → {m.cto_metric} ="
+                      f" {m.cto_formula} [{m.cto_unit}, {m.better} is better]")
+        return 0
+    config = _config(args.config)  # a bad config fails before the store is opened
+    period = _period(args.period, args.at)
+    if args.action == "report":
+        return _report(args, period, config)
+    return _serve(args, period, config)
+
+
+def _progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def _report(args: argparse.Namespace, period: Any, config: Any) -> int:
+    from collectors.store import Store
+    from kpi_mapping import report
+
+    store = Store.open(settings_mod.database_url(args.database))
+    try:
+        result = report.build(store, period, config, _progress)
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps(report.to_dict(result, config), indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(report.format_csv(result))
+    else:
+        print(report.format_table(result, config))
+    return 0
+
+
+def snapshot(store: Any, period: Any, config: Any) -> Any:
+    """The report and the cost figures of the period as plain data for the gauges."""
+    from exporters.kpi_gauges import KpiSample, KpiSnapshot
+    from kpi_mapping import cost_report, report
+
+    result = report.build(store, period, config)
+    star = report.north_star(result, config)
+    samples = [KpiSample(r.mapping.id, r.mapping.key, r.ceo.value, r.cto.value, r.band)
+               for r in result.rows]
+    extra: dict[str, Any] = {}
+    try:
+        cost = cost_report.report(store, period)
+    except ValueError as exc:  # no GPU inventory: the KPI gauges still go out
+        log.warning("cost gauges skipped: %s", exc)
+    else:
+        extra = {
+            "cost_per_million": [(str(m["model"]), kind, float(m[f"{kind}_per_m"]))
+                                 for m in cost["models"] for kind in ("input", "output",
+                                                                      "blended")
+                                 if m[f"{kind}_per_m"] is not None],
+            "gpu_bill": cost["gpu_bill"], "idle_cost": cost["idle"],
+            "tenant_cost": {str(t["tenant"]): t["cents"] / 100 for t in cost["tenants"]},
+            "tenant_margin": {str(t["tenant"]): float(t["margin"]) for t in cost["margin"]
+                              if t["margin"] is not None}}
+    return KpiSnapshot(
+        period.label, period.kind, samples,
+        revenue_per_employee=star["revenue_per_employee"]["value"],
+        engineer_productivity=star["engineer_productivity_index"]["value"],
+        refreshed=time.time(), **extra)
+
+
+def _serve(args: argparse.Namespace, period: Any, config: Any) -> int:
+    from collectors.store import Store
+    from exporters.kpi_gauges import KpiExporter
+
+    exporter = KpiExporter()
+    store = Store.open(settings_mod.database_url(args.database))
+    stop = threading.Event()
+
+    def refresh() -> None:
+        started = time.monotonic()
+        try:
+            exporter.collector.update(snapshot(store, period, config))
+        except Exception:  # a broken refresh keeps the last values and is counted
+            log.exception("KPI refresh failed")
+            exporter.collector.failed()
+        else:
+            log.info("KPI gauges for %s refreshed in %.1f s", period.label,
+                     time.monotonic() - started)
+
+    refresh()
+    exporter.serve(args.port, args.host)
+    print(f"KPI gauges for {period.label} on http://{args.host}:{args.port}/metrics,"
+          f" refreshed every {args.interval:g} s (Ctrl-C stops)", flush=True)
+    try:
+        while not stop.wait(args.interval):
+            refresh()
+    finally:
+        store.close()
+    return 0
