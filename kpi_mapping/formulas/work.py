@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -68,7 +69,8 @@ def burndown_days_late(items: pd.DataFrame, releases: pd.DataFrame, end: datetim
         "remaining_points": remaining, "velocity_per_week": round(velocity, 2)}
     if remaining and not velocity:
         return none("no points done in the last 4 weeks: no forecast", band="red", **detail)
-    finish = end.date() + timedelta(days=remaining / velocity * 7 if remaining else 0)
+    # the forecast day is the day the last point is done: whole days, rounded up
+    finish = end.date() + timedelta(days=math.ceil(remaining / velocity * 7) if remaining else 0)
     detail["forecast"] = finish.isoformat()
     return number((finish - target).days, **detail)
 
