@@ -63,6 +63,7 @@ bench: $(STAMP) $(ENGINE_STAMP)
 	$(BIN)/python -m bench.vllm_plugin_overhead
 	$(BIN)/python -m bench.events_overhead
 	$(BIN)/python -m bench.ledger_throughput
+	$(BIN)/python -m bench.kpi_report
 
 clean:
 	rm -rf $(VENV) $(ENGINE_VENV) .mypy_cache .ruff_cache .pytest_cache .demo

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 from engine_shim.engine_metrics import parse_exposition
@@ -74,6 +75,9 @@ class EnginePeaks:
                 f" preemptions {self.preemptions:.0f}")
 
 
+LIVE_POD = "vllm-0"  # the live sidecar serves as the demo company's H100 pod: its rows are priced
+
+
 def _term_as_interrupt(_signum: int, _frame: object) -> None:
     signal.raise_signal(signal.SIGINT)
 
@@ -111,7 +115,7 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12) -> int
         "sidecar", "--upstream", f"http://127.0.0.1:{sim_port}", "--port", str(sidecar_port),
         "--metrics-port", str(metrics_port), "--tenant-aliases", str(_alias_file(workdir)),
         "--records-out", str(workdir / "records.jsonl"), "--engine-poll-seconds", "1",
-        "--ledger"], logs, env={"LLMKPI_DATABASE_URL": database})
+        "--ledger"], logs, env={"LLMKPI_DATABASE_URL": database, "LLMKPI_POD": LIVE_POD})
     (workdir / "demo.pids").write_text(
         "".join(f"{p.process.pid} {p.name}\n" for p in (sim, sidecar)))
     with processes.running(sim, sidecar):
@@ -121,7 +125,8 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12) -> int
         print(f"sidecar    http://127.0.0.1:{sidecar_port}  -> simulator")
         print(f"metrics    http://127.0.0.1:{metrics_port}/metrics")
         print(f"records    {workdir / 'records.jsonl'}    logs {logs}/")
-        print(f"store      {database}  (the demo company, and this run's requests)")
+        print(f"store      {database}  (the demo company, and this run's requests as pod"
+              f" {LIVE_POD})")
         print(f"load: {DEMO_TENANTS} tenants, {rps:g} req/s bursty, {seconds:g}s\n")
         spec = loadgen.LoadSpec(target=f"http://127.0.0.1:{sidecar_port}",
                                 tenants=DEMO_TENANTS, rps=rps, duration=seconds, seed=7,
@@ -137,6 +142,24 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12) -> int
         print("\nHow full the engine got (the sidecar polls its vLLM-style /metrics):")
         print("  " + peaks.report())
     print("\nstopped simulator and sidecar")
-    print(f"\nnext: .venv/bin/llmkpi cost report --database {database}"
-          "   (the demo company's GPU bill by model, tenant and feature)")
+    print_kpis(database)
+    print(f"\nnext: .venv/bin/llmkpi kpi report --period quarter --database {database}"
+          f"\n      .venv/bin/llmkpi cost report --database {database}"
+          "   (GPU bill by model, tenant and feature)")
     return 0
+
+
+def print_kpis(database: str) -> None:
+    """The 19 mappings for the last full month of the demo company."""
+    from collectors.store import Store
+    from kpi_mapping import report
+    from kpi_mapping.config import KpiConfig
+    from kpi_mapping.periods import period_containing
+
+    period = period_containing("month", datetime.now(UTC).date()).previous()
+    store = Store.open(database)
+    try:
+        result = report.build(store, period, KpiConfig())
+    finally:
+        store.close()
+    print("\n" + report.format_table(result, KpiConfig()))

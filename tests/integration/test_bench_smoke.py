@@ -47,3 +47,17 @@ def test_ledger_benchmark_writes_its_figures(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["sqlite_rows_per_second"] > 0 and result["postgresql_rows_per_second"] > 0
+
+
+def test_kpi_report_benchmark_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "kpi.json"
+    done = subprocess.run([sys.executable, "-m", "bench.kpi_report", "--rows", "340000",
+                           "--cache", str(tmp_path / "cache"), "--out", str(out)],
+                          capture_output=True, text=True, check=False, timeout=400)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["ledger_rows"] >= 340_000
+    assert result["rollup_once"]["rows_rolled_up"] == result["ledger_rows"]
+    for step in ("month_report", "quarter_report", "month_report_after_one_new_request"):
+        assert result[step]["seconds"] > 0 and result[step]["mappings_with_a_value"] >= 15
+    assert isinstance(result["meets_targets"], bool)
