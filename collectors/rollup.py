@@ -53,7 +53,7 @@ def _hour_floor(seconds: float) -> float:
 
 def refresh(store: Store, progress: Progress | None = None) -> int:
     """Roll up ledger rows added since the last refresh; returns how many were new."""
-    with store.engine.begin() as conn:
+    with store.engine.connect() as conn:
         last = conn.execute(select(STATE.c.last_id).where(STATE.c.name == NAME)).scalar() or 0
         top = conn.execute(select(func.max(LEDGER.c.id))).scalar() or 0
         if top <= last:
@@ -65,15 +65,19 @@ def refresh(store: Store, progress: Progress | None = None) -> int:
             select(LEDGER.c.pod, func.min(epoch(LEDGER.c.arrival, dialect)),
                    func.max(epoch(LEDGER.c.finish, dialect)))
             .where(new_rows).group_by(LEDGER.c.pod)).all()
-        for pod, first, final in spans:
-            start, end = _hour_floor(first), _hour_floor(final) + HOUR
-            chunk = start
-            while chunk < end:
-                stop = min(end, chunk + CHUNK_HOURS * HOUR)
+    # one transaction per chunk keeps the database's write lock short while live writers
+    # wait; recomputing an hour is idempotent, so the watermark moves only after all chunks
+    for pod, first, final in spans:
+        start, end = _hour_floor(first), _hour_floor(final) + HOUR
+        chunk = start
+        while chunk < end:
+            stop = min(end, chunk + CHUNK_HOURS * HOUR)
+            with store.engine.begin() as conn:
                 _recompute(conn, dialect, pod, chunk, stop)
-                if progress:
-                    progress(f"roll-up {pod or '(no pod)'}: {_iso(chunk)[:10]}")
-                chunk = stop
+            if progress:
+                progress(f"roll-up {pod or '(no pod)'}: {_iso(chunk)[:10]}")
+            chunk = stop
+    with store.engine.begin() as conn:
         if last:
             conn.execute(STATE.update().where(STATE.c.name == NAME).values(last_id=top))
         else:
@@ -105,7 +109,7 @@ def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: floa
     ok = np.asarray(columns[1], dtype=object) == "ok"
 
     def floats(values: tuple[object, ...]) -> np.ndarray:
-        return np.array([np.nan if v is None else v for v in values], dtype="float64")
+        return np.array(values, dtype="float64")  # None becomes NaN
 
     queue = np.nan_to_num(floats(columns[2]))
     e2e = np.nan_to_num(floats(columns[3]))
