@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from exporters import catalog
-from exporters.prometheus import _family, serve_metrics
+from exporters.prometheus import catalog_family, serve_metrics
 
 BAND_CODES = {"green": 0.0, "amber": 1.0, "red": 2.0}
 
@@ -63,12 +63,12 @@ class KpiCollector(Collector):
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
         with self._lock:
             snap, failures = self._snapshot, self._failures
-        yield _family(catalog.KPI_REFRESH_FAILURES, value=failures)
+        yield catalog_family(catalog.KPI_REFRESH_FAILURES, value=failures)
         if snap is None:
             return
-        ceo = _family(catalog.KPI_CEO_VALUE, catalog.KPI_LABELS)
-        cto = _family(catalog.KPI_CTO_VALUE, catalog.KPI_LABELS)
-        band = _family(catalog.KPI_BAND, catalog.KPI_LABELS)
+        ceo = catalog_family(catalog.KPI_CEO_VALUE, catalog.KPI_LABELS)
+        cto = catalog_family(catalog.KPI_CTO_VALUE, catalog.KPI_LABELS)
+        band = catalog_family(catalog.KPI_BAND, catalog.KPI_LABELS)
         for kpi in snap.kpis:
             labels = [str(kpi.mapping), kpi.key]
             if kpi.ceo is not None:
@@ -78,7 +78,7 @@ class KpiCollector(Collector):
             if kpi.band in BAND_CODES:
                 band.add_metric(labels, BAND_CODES[kpi.band])
         yield from (ceo, cto, band)
-        period = _family(catalog.KPI_PERIOD, catalog.KPI_PERIOD.labels)
+        period = catalog_family(catalog.KPI_PERIOD, catalog.KPI_PERIOD.labels)
         period.add_metric([snap.period, snap.kind], 1.0)
         yield period
         for spec, value in ((catalog.REVENUE_PER_EMPLOYEE, snap.revenue_per_employee),
@@ -87,14 +87,15 @@ class KpiCollector(Collector):
                             (catalog.GPU_IDLE_COST, snap.idle_cost),
                             (catalog.KPI_REFRESHED, snap.refreshed)):
             if value is not None:
-                yield _family(spec, value=value)
-        per_m = _family(catalog.COST_PER_MILLION_TOKENS, catalog.COST_PER_MILLION_TOKENS.labels)
+                yield catalog_family(spec, value=value)
+        spec_m = catalog.COST_PER_MILLION_TOKENS
+        per_m = catalog_family(spec_m, spec_m.labels)
         for model, kind, value in snap.cost_per_million:
             per_m.add_metric([model, kind], value)
         yield per_m
         for spec, values in ((catalog.TENANT_GPU_COST, snap.tenant_cost),
                              (catalog.TENANT_GROSS_MARGIN, snap.tenant_margin)):
-            family = _family(spec, spec.labels)
+            family = catalog_family(spec, spec.labels)
             for tenant, value in sorted(values.items()):
                 family.add_metric([tenant], value)
             yield family

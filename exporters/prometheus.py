@@ -152,7 +152,7 @@ class PrometheusSink:
                 series.discard(combo)
 
 
-def _family(spec: MetricSpec, labels: Iterable[str] = (), value: float | None = None
+def catalog_family(spec: MetricSpec, labels: Iterable[str] = (), value: float | None = None
             ) -> CounterMetricFamily | GaugeMetricFamily:
     """A custom-collector family named and described by its catalogue entry."""
     if spec.type == "counter":
@@ -170,7 +170,7 @@ class LabelledPairCollector(Collector):
         self._specs, self._read = (first, second), read
 
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
-        families = [_family(spec, spec.labels) for spec in self._specs]
+        families = [catalog_family(spec, spec.labels) for spec in self._specs]
         for key, values in sorted(self._read().items()):
             for family, value in zip(families, values, strict=True):
                 family.add_metric([key], value)
@@ -188,10 +188,10 @@ class OutboxCollector(Collector):
 
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
         stats = self._stats()
-        return [_family(catalog.EVENTS_PENDING, value=stats.pending),
-                _family(catalog.EVENTS_QUARANTINED, value=stats.quarantined),
-                _family(catalog.EVENTS_DROPPED, value=stats.dropped),
-                _family(catalog.EVENTS_SENT, value=stats.sent)]
+        return [catalog_family(catalog.EVENTS_PENDING, value=stats.pending),
+                catalog_family(catalog.EVENTS_QUARANTINED, value=stats.quarantined),
+                catalog_family(catalog.EVENTS_DROPPED, value=stats.dropped),
+                catalog_family(catalog.EVENTS_SENT, value=stats.sent)]
 
 
 def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> Any:

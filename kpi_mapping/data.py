@@ -12,7 +12,8 @@ from collectors.tables import GpuAllocation, LedgerRow, TenantRevenue
 from kpi_mapping.cost import LEDGER_COLUMNS
 
 
-def _utc(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+def utc(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """The named columns as timezone-aware UTC times (SQLite returns them without a zone)."""
     for name in columns:
         frame[name] = pd.to_datetime(frame[name], utc=True)
     return frame
@@ -23,13 +24,13 @@ def ledger(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
         col(LedgerRow.arrival) >= start, col(LedgerRow.arrival) < end)
     with store.engine.connect() as conn:
         frame = pd.read_sql(query, conn)
-    return _utc(frame, "arrival", "finish")
+    return utc(frame, "arrival", "finish")
 
 
 def gpus(store: Store) -> pd.DataFrame:
     with store.engine.connect() as conn:
         frame = pd.read_sql(select(GpuAllocation), conn)
-    return _utc(frame, "valid_from", "valid_to")
+    return utc(frame, "valid_from", "valid_to")
 
 
 def tenant_revenue(store: Store, start: datetime, end: datetime) -> pd.DataFrame:

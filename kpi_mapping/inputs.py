@@ -12,6 +12,7 @@ from sqlalchemy import Table, func, select
 
 from collectors import tables as t
 from collectors.store import Store
+from kpi_mapping.data import utc
 from kpi_mapping.formulas.serving import Hours, no_hours
 
 # the import that fills each input, named when the input is missing (docs/imports.md)
@@ -44,10 +45,7 @@ def _table(model: type) -> Table:
 def _frame(store: Store, query: object) -> pd.DataFrame:
     with store.engine.connect() as conn:
         frame: pd.DataFrame = pd.read_sql(query, conn)  # type: ignore[call-overload]
-    for name in UTC_COLUMNS:
-        if name in frame:
-            frame[name] = pd.to_datetime(frame[name], utc=True)
-    return frame
+    return utc(frame, *(name for name in UTC_COLUMNS if name in frame))
 
 
 @dataclass(frozen=True)
