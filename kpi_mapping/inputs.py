@@ -75,9 +75,12 @@ class Inputs:
 
 def _events(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
     table = _table(t.ProductEventRow)
+    # a feature shipped long before the window still counts as shipped: those events are few
+    shipped = (table.c.event == "feature_deployed") & (table.c.happened < end)
+    in_window = table.c.event.in_(EVENTS) & (table.c.happened >= start) & (
+        table.c.happened < end)
     frame = _frame(store, select(table.c.event, table.c.distinct_id, table.c.happened,
-                                 table.c.properties).where(
-        table.c.event.in_(EVENTS), table.c.happened >= start, table.c.happened < end))
+                                 table.c.properties).where(shipped | in_window))
     props = [json.loads(text) for text in frame["properties"]]
     for name in ("feature", "score", "success", "tenant"):
         frame[name] = [p.get(name) for p in props]

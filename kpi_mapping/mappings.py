@@ -150,7 +150,7 @@ MAPPINGS: tuple[Mapping, ...] = (
             "Tech-team turnover", "tech exits / average tech headcount, per quarter"
             " (replacement cost beside)", "ratio", "lower", lower(0.03, 0.06),
             ("finance", "people")),
-    Mapping(19, "revenue_per_employee", "Revenue per employee (north star)", "revenue per"
+    Mapping(19, "revenue_per_employee", "Revenue per employee", "revenue per"
             " year / average headcount", "dollars_per_year", "Engineer Productivity Index",
             "revenue attributable to shipped features per year / average tech headcount",
             "dollars_per_year", "higher", higher(500_000, 250_000),

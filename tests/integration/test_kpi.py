@@ -22,7 +22,7 @@ from collectors.demo_company.load import load
 from collectors.store import Store
 from collectors.tables import FinanceMonth, LedgerHour, LedgerRow
 from exporters import catalog
-from kpi_mapping import data
+from kpi_mapping import data, inputs
 from kpi_mapping.config import KpiConfig
 from kpi_mapping.cost_report import report as cost_report
 from kpi_mapping.periods import parse_period
@@ -114,6 +114,12 @@ def test_report_on_the_demo_company_agrees_with_its_inputs(store: Store,
     # (numpy ranks samples at (n-1)q, histogram_quantile at nq: a neighbouring bin may win)
     assert rolled is not None and bounds[max(0, index - 1)] <= rolled <= bounds[index + 2]
     assert result.row(13).cto.detail["requests"] == len(ledger)
+    # inputs loaded for a window after the launch still know the feature was shipped
+    # (adoption and EPI of a week period went missing without it)
+    later = inputs.load(store, period.start, period.end)
+    assert "feature_deployed" in set(later.events["event"])
+    week = build(store, parse_period("week", "2026-W43"), config)
+    assert week.row(19).cto.value is not None and week.row(6).cto.value is not None
     doc = to_dict(result, config)
     assert doc["north_star"]["revenue_per_employee"]["value"] > 0
     assert len(doc["mappings"][0]["ceo_history"]) == 4 + 3
