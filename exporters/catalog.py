@@ -202,6 +202,9 @@ GPU_IDLE_COST = _m(
 TENANT_GPU_COST = _m(
     "tenant_gpu_cost_dollars", "gauge", "dollars",
     "GPU dollars allocated to the tenant's requests in the period.", ("tenant",))
+FEATURE_GPU_COST = _m(
+    "feature_gpu_cost_dollars", "gauge", "dollars",
+    "GPU dollars allocated to the feature's requests in the period.", ("feature",))
 TENANT_GROSS_MARGIN = _m(
     "tenant_gross_margin_ratio", "gauge", "ratio",
     "(revenue - GPU cost) / revenue of the tenant in the period, where revenue is known.",
@@ -224,8 +227,48 @@ HEALTH_METRICS = (SINK_DROPPED, SINK_FAILED, LABEL_OVERFLOW, PLUGIN_RECORD_SECON
                   EVENTS_SENT)
 KPI_METRICS = (KPI_CEO_VALUE, KPI_CTO_VALUE, KPI_BAND, KPI_PERIOD, REVENUE_PER_EMPLOYEE,
                ENGINEER_PRODUCTIVITY, COST_PER_MILLION_TOKENS, GPU_BILL, GPU_IDLE_COST,
-               TENANT_GPU_COST, TENANT_GROSS_MARGIN, KPI_REFRESHED, KPI_REFRESH_FAILURES)
+               TENANT_GPU_COST, FEATURE_GPU_COST, TENANT_GROSS_MARGIN, KPI_REFRESHED,
+               KPI_REFRESH_FAILURES)
 ALL_METRICS = REQUEST_METRICS + ENGINE_METRICS + HEALTH_METRICS + KPI_METRICS
+
+
+# Series the generated recording rules write (alerts/); the SLO dashboard reads them.
+# Colons mark recorded series, as Prometheus' naming practice asks.
+@dataclass(frozen=True)
+class RecordedSeries:
+    name: str
+    help: str
+    labels: tuple[str, ...]
+
+
+SLO_LABELS = ("slo", "model")
+SLO_EVENTS = RecordedSeries(
+    "llmkpi_slo:events:rate", "Events the SLO counts, per second over `window`.",
+    (*SLO_LABELS, "window"))
+SLO_BAD_EVENTS = RecordedSeries(
+    "llmkpi_slo:bad_events:rate", "Events that missed the SLO, per second over `window`.",
+    (*SLO_LABELS, "window"))
+SLO_ERROR_RATIO = RecordedSeries(
+    "llmkpi_slo:error_ratio", "Bad events / events over `window` (0 when there were none).",
+    (*SLO_LABELS, "window"))
+SLO_BURN_RATE = RecordedSeries(
+    "llmkpi_slo:burn_rate", "Error ratio over `window` / error budget (1 - objective).",
+    (*SLO_LABELS, "window"))
+SLO_OBJECTIVE = RecordedSeries(
+    "llmkpi_slo:objective:ratio", "The SLO's objective (share of good events).", SLO_LABELS)
+SLO_BUDGET_REMAINING = RecordedSeries(
+    "llmkpi_slo:error_budget_remaining:ratio",
+    "Share of the period's error budget not yet spent (negative when overspent).", SLO_LABELS)
+TENANT_TOKEN_RATE = RecordedSeries(
+    "llmkpi_tenant:tokens:rate1h", "Prompt + generated tokens per second over the last hour.",
+    ("tenant",))
+RECORDED_SERIES = (SLO_EVENTS, SLO_BAD_EVENTS, SLO_ERROR_RATIO, SLO_BURN_RATE, SLO_OBJECTIVE,
+                   SLO_BUDGET_REMAINING, TENANT_TOKEN_RATE)
+
+
+def le_label(bound: float) -> str:
+    """A bucket bound as the `le` label value the Python client writes ("0.5", "10.0")."""
+    return repr(float(bound))
 
 
 def by_name(name: str) -> MetricSpec:

@@ -41,6 +41,7 @@ class KpiSnapshot:
     gpu_bill: float | None = None
     idle_cost: float | None = None
     tenant_cost: dict[str, float] = field(default_factory=dict)
+    feature_cost: dict[str, float] = field(default_factory=dict)
     tenant_margin: dict[str, float] = field(default_factory=dict)
     refreshed: float = 0.0
 
@@ -94,6 +95,7 @@ class KpiCollector(Collector):
             per_m.add_metric([model, kind], value)
         yield per_m
         for spec, values in ((catalog.TENANT_GPU_COST, snap.tenant_cost),
+                             (catalog.FEATURE_GPU_COST, snap.feature_cost),
                              (catalog.TENANT_GROSS_MARGIN, snap.tenant_margin)):
             family = catalog_family(spec, spec.labels)
             for tenant, value in sorted(values.items()):

@@ -110,6 +110,7 @@ def snapshot(store: Any, period: Any, config: Any) -> Any:
                                  if m[f"{kind}_per_m"] is not None],
             "gpu_bill": cost["gpu_bill"], "idle_cost": cost["idle"],
             "tenant_cost": {str(t["tenant"]): t["cents"] / 100 for t in cost["tenants"]},
+            "feature_cost": {str(f["feature"]): f["cents"] / 100 for f in cost["features"]},
             "tenant_margin": {str(t["tenant"]): float(t["margin"]) for t in cost["margin"]
                               if t["margin"] is not None}}
     return KpiSnapshot(

@@ -181,6 +181,6 @@ def test_kpi_serve_exposes_the_report_as_catalogue_gauges(company: DemoCompany,
     assert value == pytest.approx(gross["ceo"]["value"])
     for spec in (catalog.KPI_CTO_VALUE, catalog.KPI_BAND, catalog.REVENUE_PER_EMPLOYEE,
                  catalog.GPU_BILL, catalog.GPU_IDLE_COST, catalog.COST_PER_MILLION_TOKENS,
-                 catalog.TENANT_GPU_COST, catalog.KPI_PERIOD):
+                 catalog.TENANT_GPU_COST, catalog.FEATURE_GPU_COST, catalog.KPI_PERIOD):
         assert f"\n{spec.name}" in text, spec.name
     assert 'kpi_period_info{kind="month",period="2026-10"} 1.0' in text

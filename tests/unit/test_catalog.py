@@ -42,3 +42,17 @@ def test_names_are_unique() -> None:
 def test_request_metrics_carry_the_tenancy_labels() -> None:
     for spec in catalog.REQUEST_METRICS:
         assert set(catalog.REQUEST_LABELS) <= set(spec.labels), spec.name
+
+
+def test_le_label_is_what_the_python_client_writes() -> None:
+    from prometheus_client.utils import floatToGoString
+
+    for family in catalog.BUCKET_FAMILIES:
+        for bound in family.bounds:
+            assert catalog.le_label(bound) == floatToGoString(bound)
+
+
+def test_recorded_series_are_named_as_recording_rules() -> None:
+    for series in catalog.RECORDED_SERIES:
+        assert NAME_RE.match(series.name) and ":" in series.name, series.name
+        assert series.name.startswith("llmkpi_")
