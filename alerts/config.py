@@ -1,0 +1,283 @@
+"""The alerting config (a versioned YAML file): SLOs per model, serving, cost and job names.
+
+Parsed once into frozen dataclasses; a mistake stops with the file, line and key.
+
+    version: 1
+    sidecar_job: llmkpi-sidecar         # the Prometheus job scraping the sidecars
+    runbook_url: https://example.com/llmkpi/runbooks.md
+    slos:
+      - name: ttft                      # a label value: [a-z0-9_]
+        sli: ttft                       # availability, ttft or itl
+        threshold_seconds: 0.5          # ttft/itl: a bucket bound of the catalogue
+        objective: 0.99
+        period: 30d                     # d, h or m; the burn-rate windows scale with it
+        models:                         # per model: objective, period, threshold_seconds
+          llama-3-70b: {objective: 0.95, threshold_seconds: 1.0}
+    serving: {kv_cache_usage_max: 0.9, error_ratio_max: 0.05, e2e_tail_ratio_max: 10}
+    cost:
+      budget_per_million_tokens: 0.5    # dollars, blended; per model below
+      models: {llama-3-70b: 2.0}
+      tenant_spike_factor: 3            # x the tenant's own 7-day mean token rate
+      tenant_spike_min_tokens_per_second: 10
+    kpi: {out_of_band_for: 15m, stale_after: 1h}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import yaml
+
+from exporters import catalog
+
+VERSION = 1
+Sli = Literal["availability", "ttft", "itl"]
+SLIS: dict[str, catalog.MetricSpec | None] = {
+    "availability": None, "ttft": catalog.TIME_TO_FIRST_TOKEN,
+    "itl": catalog.INTER_TOKEN_LATENCY}
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+DURATION_RE = re.compile(r"^(\d+)([dhm])$")
+UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60}
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one SLO promises for a model (or for every model not named)."""
+
+    objective: float
+    period_seconds: float
+    threshold_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Slo:
+    name: str
+    sli: Sli
+    default: Target
+    models: dict[str, Target] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Serving:
+    kv_cache_usage_max: float = 0.9
+    error_ratio_max: float = 0.05
+    e2e_tail_ratio_max: float = 10.0
+
+
+@dataclass(frozen=True)
+class Cost:
+    budget_per_million_tokens: float = 0.5
+    models: dict[str, float] = field(default_factory=dict)
+    tenant_spike_factor: float = 3.0
+    tenant_spike_min_tokens_per_second: float = 10.0
+
+
+@dataclass(frozen=True)
+class Kpi:
+    out_of_band_for_seconds: float = 900.0
+    stale_after_seconds: float = 3_600.0
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    slos: tuple[Slo, ...]
+    sidecar_job: str = "llmkpi-sidecar"
+    runbook_url: str = "docs/runbooks.md"
+    serving: Serving = Serving()
+    cost: Cost = Cost()
+    kpi: Kpi = Kpi()
+
+
+class _Node:
+    def __init__(self, value: Any, line: int) -> None:
+        self.value, self.line = value, line
+
+
+def _tree(node: yaml.Node, loader: yaml.SafeLoader) -> _Node:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        return _Node({loader.construct_object(k): _tree(v, loader) for k, v in node.value},
+                     line)
+    if isinstance(node, yaml.SequenceNode):
+        return _Node([_tree(item, loader) for item in node.value], line)
+    return _Node(loader.construct_object(node), line)
+
+
+class _Reader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, node: _Node, key: str, problem: str) -> ValueError:
+        return ValueError(f"{self.path}:{node.line}: {key}: {problem}")
+
+    def mapping(self, node: _Node, key: str) -> dict[str, _Node]:
+        if not isinstance(node.value, dict):
+            raise self.fail(node, key, "expected a mapping of keys to values")
+        return {str(name): value for name, value in node.value.items()}
+
+    def fields(self, node: _Node, key: str, allowed: tuple[str, ...]) -> dict[str, _Node]:
+        """The mapping at `node`, refusing keys not in `allowed`."""
+        for name, value in self.mapping(node, key).items():
+            if name not in allowed:
+                raise self.fail(value, f"{key}.{name}".lstrip("."),
+                                f"unknown key: expected {', '.join(allowed)}")
+        return self.mapping(node, key)
+
+    def number(self, node: _Node, key: str, low: float = 0.0, high: float | None = None,
+               open_low: bool = False) -> float:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(node, key, f"expected a number, got {value!r}")
+        if value < low or (open_low and value == low) or (high is not None and value >= high):
+            bounds = f"{'above' if open_low else 'at least'} {low:g}"
+            if high is not None:
+                bounds += f" and below {high:g}"
+            raise self.fail(node, key, f"{value!r} is out of range: give a number {bounds}")
+        return float(value)
+
+    def text(self, node: _Node, key: str, pattern: re.Pattern[str] | None = None) -> str:
+        if not isinstance(node.value, str) or not node.value:
+            raise self.fail(node, key, f"expected text, got {node.value!r}")
+        if pattern is not None and not pattern.match(node.value):
+            raise self.fail(node, key, f"{node.value!r} is not a valid name (a-z, 0-9, _)")
+        return node.value
+
+    def duration(self, node: _Node, key: str) -> float:
+        match = DURATION_RE.match(str(node.value))
+        if match is None:
+            raise self.fail(node, key, f"{node.value!r} is not a duration like 30d, 12h, 90m")
+        return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
+
+
+def _threshold(read: _Reader, node: _Node, key: str, sli: str) -> float:
+    spec = SLIS[sli]
+    if spec is None or spec.buckets is None:
+        raise read.fail(node, key, "an availability SLO has no latency threshold")
+    value = read.number(node, key, open_low=True)
+    bounds = spec.buckets.bounds
+    if value not in bounds:
+        near = sorted(bounds, key=lambda b: abs(b - value))[:2]
+        raise read.fail(node, key, f"{value:g} s is not a bucket bound of {spec.name}, so"
+                        f" Prometheus cannot count requests under it exactly; nearest:"
+                        f" {', '.join(f'{b:g}' for b in sorted(near))}")
+    return value
+
+
+def _period(read: _Reader, node: _Node, key: str) -> float:
+    seconds = read.duration(node, key)
+    # The shortest window is 5 minutes of a 30-day period: under 12 h it gets below 5 s,
+    # which is too few scrapes for rate().
+    if seconds < 12 * 3_600:
+        raise read.fail(node, key, f"{node.value} is shorter than 12h; its shortest burn-rate"
+                        " window would be under 5 s, too short for rate()")
+    return seconds
+
+
+TARGET_KEYS = ("objective", "period", "threshold_seconds")
+
+
+def _target(read: _Reader, node: _Node, fields: dict[str, _Node], key: str, sli: str,
+            base: Target | None) -> Target:
+    """The SLO's own target (base None: objective required) or a model's over the base."""
+    if base is None and "objective" not in fields:
+        raise read.fail(node, f"{key}.objective", "missing: e.g. 0.99")
+    target = base or Target(objective=0.0, period_seconds=30 * DAY)
+    if "objective" in fields:
+        target = replace(target, objective=read.number(fields["objective"], f"{key}.objective",
+                                                       low=0.0, high=1.0, open_low=True))
+    if "period" in fields:
+        target = replace(target, period_seconds=_period(read, fields["period"],
+                                                        f"{key}.period"))
+    if "threshold_seconds" in fields:
+        target = replace(target, threshold_seconds=_threshold(
+            read, fields["threshold_seconds"], f"{key}.threshold_seconds", sli))
+    if sli != "availability" and target.threshold_seconds is None:
+        raise read.fail(node, f"{key}.threshold_seconds", f"missing: a {sli} SLO needs one")
+    return target
+
+
+def _slo(read: _Reader, node: _Node, key: str) -> Slo:
+    fields = read.fields(node, key, ("name", "sli", *TARGET_KEYS, "models"))
+    for required in ("name", "sli"):
+        if required not in fields:
+            raise read.fail(node, f"{key}.{required}", "missing")
+    name = read.text(fields["name"], f"{key}.name", NAME_RE)
+    sli = read.text(fields["sli"], f"{key}.sli")
+    if sli not in SLIS:
+        raise read.fail(fields["sli"], f"{key}.sli", f"{sli!r}: expected one of"
+                        f" {', '.join(SLIS)}")
+    default = _target(read, node, fields, key, sli, None)
+    models: dict[str, Target] = {}
+    if "models" in fields:
+        for model, entry in read.mapping(fields["models"], f"{key}.models").items():
+            where = f"{key}.models.{model}"
+            models[model] = _target(read, entry, read.fields(entry, where, TARGET_KEYS), where,
+                                    sli, default)
+    return Slo(name, cast(Sli, sli), default, models)
+
+
+def _numbers(read: _Reader, node: _Node, key: str, cls: type[Serving] | type[Cost]) -> Any:
+    """`serving` or `cost`: positive numbers, and for cost a number per model."""
+    values: dict[str, Any] = {}
+    for name, value in read.fields(node, key, tuple(cls.__dataclass_fields__)).items():
+        if name == "models":
+            values[name] = {m: read.number(v, f"{key}.models.{m}", open_low=True)
+                            for m, v in read.mapping(value, f"{key}.models").items()}
+        else:
+            values[name] = read.number(value, f"{key}.{name}", open_low=True)
+    return cls(**values)
+
+
+KPI_KEYS = {"out_of_band_for": "out_of_band_for_seconds", "stale_after": "stale_after_seconds"}
+
+
+def _kpi(read: _Reader, node: _Node) -> Kpi:
+    fields = read.fields(node, "kpi", tuple(KPI_KEYS))
+    return Kpi(**{KPI_KEYS[k]: read.duration(v, f"kpi.{k}") for k, v in fields.items()})
+
+
+def load(path: Path) -> AlertConfig:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the SLO config: {exc.strerror}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if root is None:
+        raise ValueError(f"{path}: the SLO config is empty; it needs `version: 1` and `slos`")
+    read = _Reader(path)
+    top = _tree(root, yaml.SafeLoader(""))
+    doc = read.fields(top, "", ("version", "sidecar_job", "runbook_url", "slos", "serving",
+                                "cost", "kpi"))
+    if "version" not in doc:
+        raise read.fail(top, "version", f"missing: this llmkpi reads version {VERSION}")
+    if doc["version"].value != VERSION:
+        raise read.fail(doc["version"], "version", f"{doc['version'].value!r} is not a"
+                        f" version this llmkpi reads ({VERSION})")
+    if "slos" not in doc or not isinstance(doc["slos"].value, list) or not doc["slos"].value:
+        raise read.fail(doc.get("slos", top), "slos", "expected a list of SLOs")
+    slos = tuple(_slo(read, item, f"slos[{i}]") for i, item in enumerate(doc["slos"].value))
+    seen: set[str] = set()
+    for i, slo in enumerate(slos):
+        if slo.name in seen:
+            raise read.fail(doc["slos"].value[i], f"slos[{i}].name", f"{slo.name!r} twice")
+        seen.add(slo.name)
+    extra: dict[str, Any] = {}
+    for key in ("sidecar_job", "runbook_url"):
+        if key in doc:
+            extra[key] = read.text(doc[key], key)
+    for key, cls in (("serving", Serving), ("cost", Cost)):
+        if key in doc:
+            extra[key] = _numbers(read, doc[key], key, cls)
+    if "kpi" in doc:
+        extra["kpi"] = _kpi(read, doc["kpi"])
+    return AlertConfig(slos=slos, **extra)

@@ -1,0 +1,66 @@
+"""Serving alerts: a full KV cache, a growing queue, a long latency tail, errors, and the
+sidecar or engine readings going missing."""
+
+from __future__ import annotations
+
+from alerts import rules as r
+from alerts.config import AlertConfig
+from exporters import catalog as c
+
+
+def _e2e_quantile(q: float) -> str:
+    return (f"histogram_quantile({q:g}, sum by (le, model) "
+            f"(rate({c.E2E_REQUEST_LATENCY.name}_bucket[10m])))")
+
+
+def alerts(config: AlertConfig) -> list[r.Alert]:
+    s, job, url = config.serving, config.sidecar_job, config.runbook_url
+    requests = c.REQUESTS.name
+    return [
+        r.Alert("LlmkpiKVCacheNearlyFull",
+                f"max by (pod, engine, model) ({c.ENGINE_KV_CACHE_USAGE.name})"
+                f" > {r.number(s.kv_cache_usage_max)}", "ticket",
+                "KV cache of {{ $labels.pod }} ({{ $labels.model }}) above"
+                f" {s.kv_cache_usage_max:.0%}",
+                "{{ $value | humanizePercentage }} of the KV-cache blocks in use for 5"
+                " minutes: new requests wait and running ones get preempted.",
+                f"{url}#llmkpikvcachenearlyfull", for_="5m"),
+        r.Alert("LlmkpiWaitingQueueGrowing",
+                f"sum by (pod, model) ({c.ENGINE_REQUESTS_WAITING.name}) > 0 and"
+                f" sum by (pod, model) (deriv({c.ENGINE_REQUESTS_WAITING.name}[10m])) > 0",
+                "ticket", "Waiting queue of {{ $labels.pod }} ({{ $labels.model }}) keeps"
+                " growing", "{{ $value }} requests waiting and the queue has grown for 15"
+                " minutes: arrivals outpace what the engine finishes.",
+                f"{url}#llmkpiwaitingqueuegrowing", for_="15m"),
+        r.Alert("LlmkpiLatencyTailHigh",
+                f"{_e2e_quantile(0.99)} / ({_e2e_quantile(0.5)} > 0)"
+                f" > {r.number(s.e2e_tail_ratio_max)}", "ticket",
+                "End-to-end p99 of {{ $labels.model }} over"
+                f" {s.e2e_tail_ratio_max:g}x its median",
+                "p99 / p50 end-to-end latency is {{ $value | printf \"%.1f\" }} over 10"
+                " minutes: a few requests wait far longer than the rest.",
+                f"{url}#llmkpilatencytailhigh", for_="15m"),
+        r.Alert("LlmkpiErrorRatioHigh",
+                f'sum by (model) (rate({requests}{{outcome=~"error|rejected"}}[5m]))'
+                f' / (sum by (model) (rate({requests}{{outcome!="cancelled"}}[5m])) > 0)'
+                f" > {r.number(s.error_ratio_max)}", "page",
+                "{{ $labels.model }}: {{ $value | humanizePercentage }} of requests fail",
+                "Errors and rejections over requests not cancelled by the client, for 5"
+                f" minutes, above {s.error_ratio_max:.1%}.",
+                f"{url}#llmkpierrorratiohigh", for_="5m"),
+        r.Alert("LlmkpiSidecarDown",
+                f'up{{job="{job}"}} == 0 or absent(up{{job="{job}"}})', "page",
+                "Prometheus cannot scrape sidecar {{ if $labels.instance }}"
+                f"{{{{ $labels.instance }}}}{{{{ else }}}}targets: no {job} target at all"
+                "{{ end }}",
+                f"The {job} target has been down (or no target exists) for 2 minutes:"
+                " no serving metrics, and the pod's traffic may not be flowing.",
+                f"{url}#llmkpisidecardown", for_="2m"),
+        r.Alert("LlmkpiEngineMetricsMissing",
+                f"{c.ENGINE_UP.name} == 0 or (up{{job=\"{job}\"}} == 1 unless on (instance)"
+                f" {c.ENGINE_UP.name})", "ticket",
+                "Sidecar {{ $labels.instance }} has no engine readings",
+                "The sidecar is up but cannot read its engine's /metrics (or exports no"
+                " engine gauges) for 5 minutes: KV cache, queue and preemption panels go"
+                " blank.", f"{url}#llmkpienginemetricsmissing", for_="5m"),
+    ]
