@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from llmkpi import kpi_cli
+from llmkpi import generate_cli, kpi_cli
 from llmkpi import settings as settings_mod
 
 
@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--profile", default="h100-llama3-8b")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--list-profiles", action="store_true", help="print profiles and exit")
+    sim.add_argument("--plugin-metrics-port", type=int,
+                     help="also export what the llmkpi vLLM plugin would (queue time too)")
 
     lg = sub.add_parser("loadgen", help="stream load from several tenants, client-side timings")
     lg.add_argument("--target", required=True, help="base URL of the sidecar or engine")
@@ -94,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     co.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
 
     kpi_cli.add_arguments(sub)
+    generate_cli.add_arguments(sub)
 
     dd = sub.add_parser("demo-data", help="generate a seeded demo company and load it")
     dd.add_argument("--months", type=int, default=12, help="months of history (12)")
@@ -135,7 +138,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             for profile in PROFILES.values():
                 print(f"{profile.name}: {profile.doc}\n")
             return 0
-        run_simulator(args.host, args.port, args.profile, args.seed)
+        run_simulator(args.host, args.port, args.profile, args.seed, args.plugin_metrics_port)
         return 0
     if args.command == "loadgen":
         from llmkpi import loadgen
@@ -185,6 +188,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cost(args)
     if args.command == "kpi":
         return kpi_cli.run(args)
+    if args.command == "dashboards":
+        return generate_cli.run_dashboards(args)
+    if args.command == "alerts":
+        return generate_cli.run_alerts(args)
     if args.command == "demo-data":
         from llmkpi import demo_data
 
