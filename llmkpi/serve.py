@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -146,8 +148,36 @@ def run_sidecar(settings: SidecarSettings) -> None:
         sinks.close()
 
 
-def run_simulator(host: str, port: int, profile_name: str, seed: int) -> None:
+def run_simulator(host: str, port: int, profile_name: str, seed: int,
+                  plugin_metrics_port: int | None = None) -> None:
     profile = get_profile(profile_name)
+    simulator = Simulator(profile, seed)
+    sink = None
+    if plugin_metrics_port is not None:
+        sink = simulated_plugin(simulator, plugin_metrics_port, host)
     install_fast_loop()
-    asyncio.run(_serve(build_app(Simulator(profile, seed)), host, port,
-                       f"simulator ({profile.name}, model {profile.model})"))
+    try:
+        asyncio.run(_serve(build_app(simulator), host, port,
+                           f"simulator ({profile.name}, model {profile.model})"))
+    finally:
+        if sink is not None:
+            sink.close()
+
+
+def simulated_plugin(simulator: Simulator, port: int, host: str) -> BoundedSink:
+    """What the llmkpi vLLM plugin would export if the simulated engine were vLLM: every
+    finished request through the plugin's own conversion, including the engine-side queue,
+    prefill and decode times a sidecar cannot see."""
+    from engine_shim.vllm_stats import record_from_finished
+
+    exporter = PrometheusExporter()
+    sink = BoundedSink(exporter.sink, capacity=10_000)
+    model = simulator.served_model
+
+    def on_finish(stats: Any) -> None:
+        sink.record(record_from_finished(stats, finished_at=time.time(), model=model, pod=""))
+
+    simulator.engine.on_finish = on_finish
+    exporter.serve(port, host)
+    log.info("simulated plugin metrics on http://%s:%d/metrics", host, port)
+    return sink

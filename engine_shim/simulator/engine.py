@@ -9,12 +9,34 @@ the profile gives for that work, and its tokens are delivered.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine_shim.simulator.exposition import EngineMetrics
 from engine_shim.simulator.profiles import Profile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinishedStats:
+    """A finished request under the names of vLLM's FinishedRequestStats: what vLLM hands its
+    in-process stat loggers (the llmkpi plugin) when a request ends. Times in seconds."""
+
+    request_id: str
+    finish_reason: str
+    e2e_latency: float
+    num_prompt_tokens: int
+    num_generation_tokens: int
+    num_cached_tokens: int
+    queued_time: float
+    prefill_time: float
+    decode_time: float
+    inference_time: float
+    mean_time_per_output_token: float
 
 
 @dataclass(eq=False)
@@ -57,6 +79,8 @@ class Engine:
         self._wake = asyncio.Event()
         self.steps = 0
         self.busy_seconds = 0.0
+        # Called with each finished request, as vLLM calls its stat loggers; never raises here.
+        self.on_finish: Callable[[FinishedStats], None] | None = None
 
     # -- admission -------------------------------------------------------------------------
     def blocks_for(self, tokens: int) -> int:
@@ -195,6 +219,19 @@ class Engine:
         m.decode.observe(now - first)
         m.inference.observe(now - scheduled)
         seq.tokens.put_nowait(None)
+        if self.on_finish is not None:
+            self._report(seq, now, scheduled, first)
+
+    def _report(self, seq: Sequence, now: float, scheduled: float, first: float) -> None:
+        assert self.on_finish is not None
+        decode = now - first
+        try:
+            self.on_finish(FinishedStats(
+                seq.request_id, seq.finish_reason, now - seq.arrival, seq.prompt_tokens,
+                seq.generated, seq.cached_tokens, scheduled - seq.arrival, first - scheduled,
+                decode, now - scheduled, decode / max(seq.generated - 1, 1)))
+        except Exception:  # telemetry never stops the engine
+            log.exception("on_finish failed for %s", seq.request_id)
 
     # -- KV blocks and the prefix cache ----------------------------------------------------
     def _allocate(self, seq: Sequence, need: int) -> bool:
