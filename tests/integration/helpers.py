@@ -47,11 +47,12 @@ class SidecarProc:
 
 
 @contextlib.contextmanager
-def simulator(tmp: Path, profile: str = "h100-llama3-8b", seed: int = 1) -> Iterator[str]:
+def simulator(tmp: Path, profile: str = "h100-llama3-8b", seed: int = 1,
+              *extra: str) -> Iterator[str]:
     port = processes.free_port()
     started = processes.start(f"simulator-{port}", ["simulate", "--port", str(port),
-                                                    "--profile", profile, "--seed", str(seed)],
-                              tmp / "logs")
+                                                    "--profile", profile, "--seed", str(seed),
+                                                    *extra], tmp / "logs")
     with processes.running(started):
         processes.wait_http(f"http://127.0.0.1:{port}/health", started)
         yield f"http://127.0.0.1:{port}"
@@ -131,6 +132,13 @@ class PrometheusProc:
         assert doc["status"] == "success", doc
         return list(doc["data"])
 
+    def rule_groups(self) -> list[dict[str, Any]]:
+        """Every loaded rule group with each rule's health, last error and evaluation time."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/rules") as resp:
+            doc = json.loads(resp.read())
+        assert doc["status"] == "success", doc
+        return list(doc["data"]["groups"])
+
     def wait_scraped(self, job: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -149,14 +157,17 @@ def prometheus_binary() -> str:
 
 @contextlib.contextmanager
 def prometheus(tmp: Path, targets: dict[str, str], rule_files: tuple[Path, ...] = (),
-               interval: str = "1s") -> Iterator[PrometheusProc]:
-    """A real Prometheus server on a free loopback port scraping `targets` (job -> host:port)."""
+               interval: str = "1s", labels: dict[str, dict[str, str]] | None = None
+               ) -> Iterator[PrometheusProc]:
+    """A real Prometheus server on a free loopback port scraping `targets` (job -> host:port),
+    adding `labels[job]` to a job's series as service discovery would (the pod name)."""
     port = processes.free_port()
     config = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [str(p) for p in rule_files],
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target]}]}
-                           for job, target in targets.items()],
+        "scrape_configs": [{"job_name": job, "static_configs": [
+            {"targets": [target], "labels": (labels or {}).get(job, {})}]}
+            for job, target in targets.items()],
     }
     config_path = tmp / f"prometheus-{port}.yml"
     config_path.write_text(json.dumps(config))  # JSON is YAML
