@@ -145,7 +145,11 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12) -> int
     print_kpis(database)
     print(f"\nnext: .venv/bin/llmkpi kpi report --period quarter --database {database}"
           f"\n      .venv/bin/llmkpi cost report --database {database}"
-          "   (GPU bill by model, tenant and feature)")
+          "   (GPU bill by model, tenant and feature)"
+          f"\n      .venv/bin/llmkpi dashboards build --out {workdir}/dashboards"
+          "   (Grafana JSON; provisioning in deploy/grafana)"
+          f"\n      .venv/bin/llmkpi alerts build --out {workdir}/rules"
+          "   (Prometheus rules from alerts/slo.yaml)")
     return 0
 
 
