@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from engine_shim.engine_metrics import parse_exposition
 from engine_shim.proxy import Sidecar, SidecarConfig
 from engine_shim.records import EngineSnapshot, RequestRecord
 from engine_shim.tenancy import TenantResolver
@@ -41,9 +42,21 @@ class SidecarProc:
                 return [RequestRecord.from_dict(json.loads(x)) for x in lines]
             time.sleep(0.05)
 
-    def metrics_text(self) -> str:
-        with urllib.request.urlopen(self.metrics_url) as resp:
-            return str(resp.read().decode())
+    def metrics_text(self, requests: int = 0, timeout: float = 10.0) -> str:
+        """The sidecar's exposition; waits until it counts at least `requests` requests.
+
+        Each sink has its own worker, so the records file can be complete a moment before
+        the Prometheus sink has counted the last request.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with urllib.request.urlopen(self.metrics_url) as resp:
+                text = str(resp.read().decode())
+            counted = sum(v for n, _, v in parse_exposition(text)
+                          if n == "llmkpi_requests_total")
+            if counted >= requests or time.monotonic() > deadline:
+                return text
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -165,7 +165,7 @@ def test_the_sidecar_emits_request_events_through_the_outbox(tmp_path: Path,
         while len(receiver.accepted) < 3:
             assert time.monotonic() < deadline, "events never reached Mixpanel"
             time.sleep(0.1)
-        text = proc.metrics_text()
+        text = proc.metrics_text(requests=3)
     events = list(receiver.accepted.values())
     assert {e["event"] for e in events} == {"llm_request_completed"}
     assert sorted(e["properties"]["distinct_id"] for e in events) == ["acme", "acme", "beta"]

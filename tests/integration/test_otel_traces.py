@@ -165,7 +165,7 @@ def test_export_failure_never_reaches_requests(tmp_path: Path, apps: BackgroundA
             asyncio.run(send(proc.url, {}))
         elapsed = time.perf_counter() - started
         records = proc.records(expect=20)
-        text = proc.metrics_text()
+        text = proc.metrics_text(requests=20)
     assert len(records) == 20 and all(r.outcome == "ok" for r in records)
     assert elapsed < 10  # each request streams in ~50 ms; a blocking export would add seconds
     ok = sum(v for n, labels, v in parse_exposition(text)

@@ -85,7 +85,7 @@ def test_2000_api_keys_leave_at_most_k_plus_one_tenant_series(tmp_path: Path) ->
             sidecar(tmp_path, upstream, "--max-tenants", "8") as proc:
         asyncio.run(spray(proc.url))
         proc.records(expect=2000)
-        text = proc.metrics_text()
+        text = proc.metrics_text(requests=2000)
     tenants = {labels["tenant"] for name, labels, _ in parse_exposition(text)
                if "tenant" in labels}
     assert len(tenants) <= 9 and "other" in tenants

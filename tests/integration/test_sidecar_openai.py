@@ -86,7 +86,7 @@ def test_tenants_and_features_come_through(
 def test_metrics_carry_engine_state_and_request_series(
         stack: tuple[SidecarProc, list[ClientResult]]) -> None:
     proc, results = stack
-    text = proc.metrics_text()
+    text = proc.metrics_text(requests=len(results) + 1)
     assert "llmkpi_engine_kv_cache_usage_ratio{" in text
     assert 'llmkpi_engine_up{engine="http://127.0.0.1' in text
     ok_total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
