@@ -51,6 +51,13 @@ def _hour_floor(seconds: float) -> float:
     return float(np.floor(seconds / HOUR) * HOUR)
 
 
+def pending(store: Store) -> int:
+    """Ledger rows the roll-up has not seen yet (read-only: readers say so, `refresh` acts)."""
+    with store.engine.connect() as conn:
+        last = conn.execute(select(STATE.c.last_id).where(STATE.c.name == NAME)).scalar() or 0
+        return int(conn.execute(select(func.count()).where(LEDGER.c.id > last)).scalar() or 0)
+
+
 def refresh(store: Store, progress: Progress | None = None) -> int:
     """Roll up ledger rows added since the last refresh; returns how many were new."""
     with store.engine.connect() as conn:

@@ -196,7 +196,8 @@ def show(value: float | None, unit: Unit, signed: bool = False) -> str:
         "seconds": lambda v: f"{sign}{v:.3f} s", "score": lambda v: f"{sign}{v:.0f}",
         "multiple": lambda v: f"{sign}{v:,.2f}×",
         "dollars": lambda v: f"{'-' if v < 0 else sign}${abs(v):,.0f}",
-        "dollars_per_year": lambda v: f"{'-' if v < 0 else sign}${abs(v) / 1000:,.0f}K/yr",
+        "dollars_per_year": lambda v: f"{'-' if v < 0 else sign}${abs(v) / 1000:,.0f}K/yr"
+        if abs(v) >= 10_000 else f"{'-' if v < 0 else sign}${abs(v):,.0f}/yr",
     }
     return formats[unit](value)
 
