@@ -1,0 +1,63 @@
+"""What the page is given by `llmkpi app`: the store, the KPI config, the SLOs, Prometheus.
+
+The launcher (the composition root) reads the SLO config and builds the PromQL; the page
+receives them as plain data in one JSON file, so it needs nothing but kpi_mapping and
+collectors.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+SliKind = Literal["availability", "ttft", "itl"]
+
+
+@dataclass(frozen=True)
+class SloTarget:
+    """One SLO as the ledger can judge it: the share of good events must reach `objective`."""
+
+    name: str
+    sli: SliKind
+    objective: float
+    threshold_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class LiveQuery:
+    """An instant PromQL query shown as one number when a Prometheus URL is configured."""
+
+    label: str
+    promql: str
+    unit: Literal["seconds", "ratio"]
+
+
+@dataclass(frozen=True)
+class PageConfig:
+    database: str
+    kpi_config: str | None = None
+    prometheus_url: str | None = None
+    slos: tuple[SloTarget, ...] = ()
+    live: tuple[LiveQuery, ...] = ()
+    history: int = 6  # periods shown in the cost-over-time chart and the sparklines
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> PageConfig:
+        doc: dict[str, Any] = json.loads(text)
+        return cls(database=str(doc["database"]), kpi_config=doc.get("kpi_config"),
+                   prometheus_url=doc.get("prometheus_url"),
+                   slos=tuple(SloTarget(**s) for s in doc.get("slos", [])),
+                   live=tuple(LiveQuery(**q) for q in doc.get("live", [])),
+                   history=int(doc.get("history", 6)))
+
+    @classmethod
+    def from_argv(cls, argv: list[str]) -> PageConfig:
+        """`streamlit run app/streamlit_app.py -- CONFIG.json` (written by `llmkpi app`)."""
+        if len(argv) != 1:
+            raise SystemExit("usage: llmkpi app [--database URL] (it writes the page's config)")
+        return cls.from_json(Path(argv[0]).read_text(encoding="utf-8"))

@@ -1,0 +1,66 @@
+"""Cost per token over time, idle cost, and where the money went."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import charts
+from app.data import GPU_IMPORT, LEDGER_IMPORT, REVENUE_IMPORT, CostView
+
+
+def _money(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None:
+    st.subheader("Cost per token")
+    if view is None:
+        st.info(f"No GPU inventory in the store, so there is no bill to allocate:"
+                f" `{GPU_IMPORT} FILE` (docs/imports.md) fills this section.",
+                icon=":material/payments:")
+        return
+    with st.container(key="cost-summary"):
+        bill, idle, spent, util = st.columns(4)
+        bill.metric("GPU bill", _money(view.bill), help="the whole fleet for the period")
+        idle.metric("Idle cost", _money(view.idle),
+                    f"{view.idle / view.bill:.0%} of the bill" if view.bill else None,
+                    delta_color="off", help="provisioned GPU time no request used")
+        spent.metric("Spent by the selection" if filtered else "Allocated to requests",
+                     _money(view.spent), help="requests priced by their GPU time")
+        util.metric("GPU busy", f"{view.utilization:.1%}" if view.utilization is not None
+                    else "-", help="busy GPU-seconds / provisioned GPU-seconds")
+    if view.unpriced:
+        st.caption(f"{view.unpriced:,} requests ran on pods with no price in the GPU"
+                   f" inventory and are not counted: `{GPU_IMPORT}` with those pods")
+    if history.empty:
+        st.info(f"No priced requests in these periods: `{LEDGER_IMPORT}` records them.",
+                icon=":material/timeline:")
+    else:
+        with st.container(key="cost-per-token-chart"):
+            st.altair_chart(charts.cost_per_token(history), width="stretch")
+    if view.requests == 0:
+        st.info(f"No requests in {view.period.label} for this selection: {LEDGER_IMPORT}"
+                " records them.", icon=":material/receipt_long:")
+        return
+    st.markdown(f"**Where the money went** · {view.period.label}")
+    tabs = st.tabs(["by tenant", "by feature", "by model"])
+    for tab, frame in zip(tabs, (view.tenants, view.features, view.models), strict=True):
+        with tab:
+            st.altair_chart(charts.bars(frame, "cost", "GPU cost"), width="stretch")
+    st.dataframe(view.models[["name", "input_per_m", "output_per_m", "blended_per_m",
+                              "tokens", "cost"]].rename(columns={
+                     "name": "model", "input_per_m": "$/M input", "output_per_m": "$/M output",
+                     "blended_per_m": "$/M blended"}),
+                 hide_index=True, column_config={
+                     "cost": st.column_config.NumberColumn(format="dollar"),
+                     "$/M input": st.column_config.NumberColumn(format="$%.4f"),
+                     "$/M output": st.column_config.NumberColumn(format="$%.4f"),
+                     "$/M blended": st.column_config.NumberColumn(format="$%.4f")})
+    st.markdown("**Gross margin per tenant** (revenue − GPU cost) / revenue")
+    if view.margin.empty:
+        st.info(f"No revenue per tenant for {view.period.label}: `{REVENUE_IMPORT} FILE`"
+                " shows each tenant's margin here.", icon=":material/savings:")
+    else:
+        with st.container(key="margin-chart"):
+            st.altair_chart(charts.margins(view.margin), width="stretch")

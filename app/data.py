@@ -1,0 +1,277 @@
+"""What the page shows, read from the store: periods, the KPI report, cost and serving health.
+
+Plain functions of a `Store` returning frames and small dataclasses; no Streamlit here, so the
+numbers can be tested without a page. Nothing in this module writes to the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from app.config import SloTarget
+from collectors import rollup
+from collectors.store import Store
+from collectors.tables import FinanceMonth, LedgerRow
+from kpi_mapping import cost_report, inputs
+from kpi_mapping.config import KpiConfig
+from kpi_mapping.cost import Allocation, by, margin_by_tenant, per_million_tokens
+from kpi_mapping.data import utc
+from kpi_mapping.periods import Period, period_containing
+from kpi_mapping.report import MAX_LAG, Report, compute, history
+
+PICKER_PERIODS = 12
+FAILED = rollup.FAILED
+GPU_IMPORT = inputs.SOURCES["gpus"][1]
+LEDGER_IMPORT = inputs.SOURCES["ledger"][1]
+REVENUE_IMPORT = inputs.SOURCES["tenant-revenue"][1]
+
+
+class StoreError(ValueError):
+    """The store cannot be read at all (missing file, not an llmkpi store)."""
+
+
+def open_store(url: str) -> Store:
+    """Open without migrating or creating anything: the page only reads."""
+    if "://" not in url and not url.startswith(":") and not _exists(url):
+        raise StoreError(f"no store at {url}: `llmkpi demo-data` makes a demo one, "
+                           "`llmkpi import KIND FILE` fills a real one")
+    store = Store.open(url, migrate=False)
+    try:
+        revision = store.revision()
+    except Exception as exc:  # a server that is down, a file that is not SQLite
+        store.close()
+        raise StoreError(f"cannot read the store at {url}: {exc}") from None
+    if revision is None:
+        store.close()
+        raise StoreError(f"{url} holds no llmkpi tables: `llmkpi db upgrade --database"
+                           f" {url}` creates them")
+    return store
+
+
+def _exists(path: str) -> bool:
+    return Path(path).expanduser().is_file()
+
+
+# --- periods ---------------------------------------------------------------------------------
+
+def latest_data(store: Store) -> datetime | None:
+    """The newest request in the ledger, else the end of the newest finance month."""
+    with store.engine.connect() as conn:
+        arrival = conn.execute(select(func.max(col(LedgerRow.arrival)))).scalar()
+        month = conn.execute(select(func.max(col(FinanceMonth.month)))).scalar()
+    if arrival is not None:
+        stamp = pd.Timestamp(arrival)
+        return (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp).to_pydatetime()
+    if month is not None:
+        return period_containing("month", month).end - timedelta(seconds=1)
+    return None
+
+
+def periods(kind: str, latest: datetime | None, count: int = PICKER_PERIODS
+            ) -> tuple[list[Period], int]:
+    """The last `count` periods up to the one holding the newest data (newest first), and
+    the index of the default: the newest complete one (a period still running is offered,
+    not chosen)."""
+    anchor = latest or datetime.now(UTC)
+    newest = period_containing(kind, anchor.date())
+    out = [newest]
+    while len(out) < count:
+        out.append(out[-1].previous())
+    complete = newest.end <= anchor + timedelta(days=1)
+    return out, 0 if complete else 1
+
+
+# --- the KPI report --------------------------------------------------------------------------
+
+def kpi_report(store: Store, period: Period, config: KpiConfig) -> Report:
+    """The 19 mappings for the period and its history, from what is rolled up already."""
+    span = history(period, config.correlation_periods + MAX_LAG)
+    return compute(inputs.load(store, span[0].previous().start, period.end), span, config)
+
+
+def pending_rollup(store: Store) -> int:
+    return rollup.pending(store)
+
+
+# --- cost ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Filters:
+    tenants: tuple[str, ...] = ()  # empty: every tenant
+    models: tuple[str, ...] = ()  # empty: every model
+
+    def active(self) -> bool:
+        return bool(self.tenants or self.models)
+
+
+def choices(store: Store) -> tuple[list[str], list[str]]:
+    """Every tenant and model the ledger has seen, for the filters."""
+    with store.engine.connect() as conn:
+        tenants = conn.execute(select(col(LedgerRow.tenant)).distinct()).scalars().all()
+        models = conn.execute(select(col(LedgerRow.model)).distinct()).scalars().all()
+    return sorted(map(str, tenants)), sorted(map(str, models))
+
+
+@dataclass(frozen=True)
+class CostView:
+    period: Period
+    bill: float  # the whole fleet's GPU bill; idle is not anyone's, so filters leave both
+    idle: float
+    utilization: float | None
+    spent: float  # what the filtered requests cost
+    requests: int
+    unpriced: int
+    models: pd.DataFrame  # model, input_per_m, output_per_m, blended_per_m, cost, tokens
+    tenants: pd.DataFrame  # tenant, cost, requests, input_tokens, output_tokens
+    features: pd.DataFrame
+    margin: pd.DataFrame  # tenant, revenue, gpu_cost, margin (empty: no revenue known)
+
+
+def _filtered(allocation: Allocation, filters: Filters) -> Allocation:
+    requests = allocation.requests
+    mask = pd.Series(True, index=requests.index)
+    if filters.tenants:
+        mask &= requests["tenant"].isin(filters.tenants)
+    if filters.models:
+        mask &= requests["model"].isin(filters.models)
+    return Allocation(requests[mask], allocation.pods)
+
+
+def _dollars(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    out = frame.rename(columns={key: "name"}).copy()
+    out["cost"] = out["cents"].astype("float64") / 100
+    return out.drop(columns=["cents", "input_cents", "output_cents"]).sort_values(
+        "cost", ascending=False, ignore_index=True)
+
+
+def cost(store: Store, period: Period, filters: Filters) -> CostView | None:
+    """The period's GPU cost and where it went; None when no GPU inventory is imported."""
+    try:
+        full, revenue = cost_report.compute(store, period)
+    except ValueError:
+        return None
+    allocation = _filtered(full, filters)
+    priced = allocation.requests["cents"].notna()
+    pods = full.pods
+    provisioned = float(pods["provisioned_s"].sum())
+    models = per_million_tokens(allocation)
+    models["tokens"] = models["input_tokens"] + models["output_tokens"]
+    margin = pd.DataFrame(columns=["tenant", "revenue", "gpu_cost", "margin"])
+    if not revenue.empty:
+        if filters.tenants:
+            revenue = revenue[revenue["tenant"].isin(filters.tenants)]
+        margin = margin_by_tenant(allocation, revenue)
+    return CostView(
+        period=period, bill=full.bill_cents / 100, idle=full.idle_cents / 100,
+        utilization=float(pods["busy_s"].sum()) / provisioned if provisioned else None,
+        spent=float(allocation.requests.loc[priced, "cents"].sum()) / 100,
+        requests=len(allocation.requests), unpriced=int((~priced).sum()),
+        models=_dollars(models, "model"), tenants=_dollars(by(allocation, "tenant"), "tenant"),
+        features=_dollars(by(allocation, "feature"), "feature"), margin=margin)
+
+
+def cost_history(store: Store, span: Sequence[Period], filters: Filters) -> pd.DataFrame:
+    """$ per million tokens per period, model and kind (input / output / blended)."""
+    rows = []
+    for period in span:
+        view = cost(store, period, filters)
+        if view is None:
+            continue
+        for item in view.models.to_dict("records"):
+            for kind in ("input", "output", "blended"):
+                value = item[f"{kind}_per_m"]
+                if value is not None and not pd.isna(value):
+                    rows.append({"period": period.label, "start": period.start,
+                                 "model": item["name"], "kind": kind,
+                                 "dollars_per_million": float(value)})
+    return pd.DataFrame(rows, columns=["period", "start", "model", "kind",
+                                       "dollars_per_million"])
+
+
+# --- serving health --------------------------------------------------------------------------
+
+SERVING_COLUMNS = ("arrival", "tenant", "model", "outcome", "time_to_first_token",
+                   "mean_inter_token_latency", "output_tokens")
+
+
+def requests(store: Store, period: Period, filters: Filters) -> pd.DataFrame:
+    query = select(*(getattr(LedgerRow, c) for c in SERVING_COLUMNS)).where(
+        col(LedgerRow.arrival) >= period.start, col(LedgerRow.arrival) < period.end)
+    if filters.tenants:
+        query = query.where(col(LedgerRow.tenant).in_(filters.tenants))
+    if filters.models:
+        query = query.where(col(LedgerRow.model).in_(filters.models))
+    with store.engine.connect() as conn:
+        frame = pd.read_sql(query, conn)
+    return utc(frame, "arrival")
+
+
+@dataclass(frozen=True)
+class SloStatus:
+    target: SloTarget
+    events: float
+    bad: float
+    achieved: float | None  # good / events
+    budget_remaining: float | None  # 1 − bad share / allowed bad share (below 0: overspent)
+
+
+@dataclass(frozen=True)
+class ServingView:
+    requests: int
+    failed: int
+    ttft_p95: float | None
+    itl_p95: float | None
+    daily: pd.DataFrame  # day, ttft_p95, itl_p95, requests
+    slos: list[SloStatus]
+
+
+def _p95(values: pd.Series) -> float | None:
+    values = values.dropna()
+    return float(np.quantile(values.to_numpy(dtype="float64"), 0.95)) if len(values) else None
+
+
+def slo_status(frame: pd.DataFrame, target: SloTarget) -> SloStatus:
+    """Good and bad events from ledger rows, as the recording rules count them live:
+    availability — failed / requests not cancelled; TTFT — first token later than the
+    threshold; ITL — token gaps, each request's gaps judged by its mean gap."""
+    if target.sli == "availability":
+        valid = frame[frame["outcome"] != "cancelled"]
+        events, bad = float(len(valid)), float(valid["outcome"].isin(FAILED).sum())
+    elif target.sli == "ttft":
+        ttft = frame["time_to_first_token"].dropna()
+        events, bad = float(len(ttft)), float((ttft > (target.threshold_seconds or 0)).sum())
+    else:
+        rows = frame.dropna(subset=["mean_inter_token_latency", "output_tokens"])
+        gaps = (rows["output_tokens"].astype("float64") - 1).clip(lower=0)
+        slow = rows["mean_inter_token_latency"] > (target.threshold_seconds or 0)
+        events, bad = float(gaps.sum()), float(gaps[slow].sum())
+    if not events:
+        return SloStatus(target, 0.0, 0.0, None, None)
+    allowed = 1.0 - target.objective
+    return SloStatus(target, events, bad, 1.0 - bad / events,
+                     1.0 - (bad / events) / allowed if allowed > 0 else None)
+
+
+def serving(store: Store, period: Period, filters: Filters,
+            slos: Sequence[SloTarget]) -> ServingView:
+    frame = requests(store, period, filters)
+    daily = pd.DataFrame(columns=["day", "ttft_p95", "itl_p95", "requests"])
+    if not frame.empty:
+        days = frame.assign(day=frame["arrival"].dt.floor("D")).groupby("day")
+        daily = pd.DataFrame({
+            "ttft_p95": days["time_to_first_token"].quantile(0.95),
+            "itl_p95": days["mean_inter_token_latency"].quantile(0.95),
+            "requests": days.size()}).reset_index()
+    return ServingView(
+        requests=len(frame), failed=int(frame["outcome"].isin(FAILED).sum()),
+        ttft_p95=_p95(frame["time_to_first_token"]),
+        itl_p95=_p95(frame["mean_inter_token_latency"]), daily=daily,
+        slos=[slo_status(frame, s) for s in slos])

@@ -1,0 +1,109 @@
+"""The executive view: period and filters in the sidebar, then the north star, the scorecard,
+cost per token and serving health. Reads are cached for a minute per period and filter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from app import cost_section, data, kpi_sections, live, serving_section
+from app.config import PageConfig
+from collectors.store import Store
+from kpi_mapping import config as kpi_config
+from kpi_mapping.periods import KINDS, Period
+from kpi_mapping.report import Report
+
+TTL = 60
+
+
+@st.cache_resource
+def _store(url: str) -> Store:
+    return data.open_store(url)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _periods(url: str, kind: str) -> tuple[list[Period], int]:
+    return data.periods(kind, data.latest_data(_store(url)))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _choices(url: str) -> tuple[list[str], list[str]]:
+    return data.choices(_store(url))
+
+
+@st.cache_data(ttl=TTL, show_spinner="Computing the 19 KPIs…")
+def _report(url: str, period: Period, config_path: str | None) -> Report:
+    return data.kpi_report(_store(url), period, _kpi_config(config_path))
+
+
+@st.cache_data(ttl=TTL, show_spinner="Allocating the GPU bill…")
+def _cost(url: str, period: Period, filters: data.Filters, history: int) -> tuple[Any, Any]:
+    store = _store(url)
+    span = [period]
+    while len(span) < history:
+        span.insert(0, span[0].previous())
+    return data.cost(store, period, filters), data.cost_history(store, span, filters)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _serving(url: str, period: Period, filters: data.Filters,
+             config: PageConfig) -> data.ServingView:
+    return data.serving(_store(url), period, filters, config.slos)
+
+
+def _kpi_config(path: str | None) -> kpi_config.KpiConfig:
+    return kpi_config.load(Path(path)) if path else kpi_config.KpiConfig()
+
+
+def _sidebar(config: PageConfig) -> tuple[Period, data.Filters]:
+    with st.sidebar:
+        st.header("llmkpi")
+        kind = st.segmented_control("Period", KINDS, default="month", required=True,
+                                    key="period_kind")
+        periods, default = _periods(config.database, str(kind))
+        period = st.selectbox("Which", periods, index=default, key="period",
+                              format_func=lambda p: p.label)
+        tenants, models = _choices(config.database)
+        chosen_tenants = st.multiselect("Tenants", tenants, key="tenants",
+                                        placeholder="every tenant")
+        chosen_models = st.multiselect("Models", models, key="models",
+                                       placeholder="every model")
+        st.caption("Filters narrow cost and serving health; KPIs are the whole company's.")
+        st.caption(f"store: {config.database}")
+    return period, data.Filters(tuple(chosen_tenants), tuple(chosen_models))
+
+
+def main(config: PageConfig) -> None:
+    st.set_page_config(page_title="llmkpi · executive view", page_icon=":material/insights:",
+                       layout="wide")
+    try:
+        _store(config.database)
+    except data.StoreError as problem:
+        st.error(str(problem))
+        return
+    try:
+        kpis = _kpi_config(config.kpi_config)
+    except ValueError as problem:
+        st.error(str(problem))
+        return
+    period, filters = _sidebar(config)
+    st.title("What serving costs, who spends it, and how the 19 KPIs are doing")
+    pending = data.pending_rollup(_store(config.database))
+    if pending:
+        st.caption(f"{pending:,} requests arrived after the last roll-up and are not in the"
+                   " KPIs yet; `llmkpi kpi report` (or restarting `llmkpi app`) adds them.")
+    report = _report(config.database, period, config.kpi_config)
+    kpi_sections.render_north_star(report, kpis)
+    st.divider()
+    kpi_sections.render_scorecard(report, config.history)
+    st.divider()
+    view, history = _cost(config.database, period, filters, config.history)
+    cost_section.render(view, history, filters.active())
+    st.divider()
+    readings = live.read(config.prometheus_url, config.live) if config.prometheus_url \
+        else None
+    serving_section.render(_serving(config.database, period, filters, config),
+                           report.row(serving_section.UPTIME_MAPPING).cto, period.label,
+                           readings)

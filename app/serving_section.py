@@ -1,0 +1,65 @@
+"""Serving health: TTFT and ITL p95, uptime and SLO budget remaining, from the ledger and,
+when a Prometheus URL is configured, live."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import charts
+from app.data import LEDGER_IMPORT, ServingView
+from app.live import LiveValue
+from kpi_mapping.values import Value
+
+UPTIME_MAPPING = 7
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:,.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def render(view: ServingView, uptime: Value, period: str,
+           live: list[LiveValue] | None) -> None:
+    st.subheader("Serving health")
+    if view.requests == 0:
+        st.info(f"No requests in the ledger for {period} and this selection:"
+                f" {LEDGER_IMPORT} records each one.", icon=":material/speed:")
+    else:
+        with st.container(key="serving-summary"):
+            ttft, itl, up, req = st.columns(4)
+            ttft.metric("TTFT p95", _seconds(view.ttft_p95), help="time to first token")
+            itl.metric("ITL p95", _seconds(view.itl_p95),
+                       help="per request's mean gap between tokens")
+            up.metric("Uptime", f"{uptime.value:.3%}" if uptime.value is not None else "-",
+                      help="the fleet's, from engine readings (KPI 7); filters do not apply")
+            req.metric("Requests", f"{view.requests:,}",
+                       f"{view.failed:,} failed" if view.failed else None,
+                       delta_color="inverse" if view.failed else "off")
+        with st.container(key="slo-budgets"):
+            for status in view.slos:
+                t = status.target
+                label = (f"{t.name}: objective {t.objective:.2%}"
+                         + (f", threshold {_seconds(t.threshold_seconds)}"
+                            if t.threshold_seconds is not None else ""))
+                if status.budget_remaining is None:
+                    st.caption(f"{label} — no events in {period}")
+                    continue
+                remaining = status.budget_remaining
+                st.progress(min(max(remaining, 0.0), 1.0),
+                            text=f"{label} · achieved {status.achieved:.3%} · error budget"
+                                 f" remaining {remaining:.0%}"
+                                 + (" (overspent)" if remaining < 0 else ""))
+        if len(view.daily) > 1:
+            ttft_slo = next((s.target.threshold_seconds for s in view.slos
+                             if s.target.sli == "ttft"), None)
+            st.altair_chart(charts.daily(view.daily, "ttft_p95", "TTFT p95 per day (s)",
+                                         ttft_slo), width="stretch")
+    if live is not None:
+        st.markdown("**Live, from Prometheus**")
+        columns = st.columns(max(1, len(live)))
+        for column, item in zip(columns, live, strict=False):
+            q = item.query
+            value = "-" if item.value is None else (
+                _seconds(item.value) if q.unit == "seconds" else f"{item.value:.2%}")
+            column.metric(q.label, value, help=q.promql)
+            if item.problem:
+                column.caption(item.problem)
