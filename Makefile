@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 60
 DEMO_RPS ?= 6
-APT_PACKAGES := prometheus
+APT_PACKAGES := prometheus chromium chromium-driver
 # The real engine lives in its own environment (~3.5 GB): vLLM's CPU build on the local CPU torch.
 ENGINE_VENV := .venv-engine
 ENGINE_STAMP := $(ENGINE_VENV)/.installed
@@ -37,9 +37,11 @@ $(ENGINE_STAMP): pyproject.toml
 
 engine-env: $(ENGINE_STAMP)
 
-# Debian packages the tests use as real parts (a Prometheus server). Installed when missing.
+# Debian packages the tests use as real parts (a Prometheus server, headless Chromium and its
+# WebDriver). Installed when missing.
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing Debian packages:$$missing"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from llmkpi import generate_cli, kpi_cli
+from llmkpi import app_cli, generate_cli, kpi_cli
 from llmkpi import settings as settings_mod
 
 
@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 
     kpi_cli.add_arguments(sub)
     generate_cli.add_arguments(sub)
+    app_cli.add_arguments(sub)
 
     dd = sub.add_parser("demo-data", help="generate a seeded demo company and load it")
     dd.add_argument("--months", type=int, default=12, help="months of history (12)")
@@ -188,6 +189,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cost(args)
     if args.command == "kpi":
         return kpi_cli.run(args)
+    if args.command == "app":
+        return app_cli.run(args)
     if args.command == "dashboards":
         return generate_cli.run_dashboards(args)
     if args.command == "alerts":

@@ -45,6 +45,7 @@ ENV_DOC = {
     "LLMKPI_LEDGER": "sidecar/plugin: write every request to the store's ledger (off)",
     "LLMKPI_GPU": "sidecar/plugin: GPU type written into ledger rows (empty)",
     "LLMKPI_LOG_LEVEL": "all: logging level (default INFO)",
+    "LLMKPI_PROMETHEUS_URL": "app: Prometheus base URL for live serving numbers (none)",
 }
 
 # Standard OpenTelemetry variables honoured (the OTLP exporter reads its own OTEL_EXPORTER_*).
@@ -291,6 +292,12 @@ def database_url(flag: str | None = None, env: Env | None = None) -> str:
 
 def log_level(env: Env | None = None) -> str:
     return (env or Env()).get_str("LLMKPI_LOG_LEVEL", "INFO").upper()
+
+
+def prometheus_url(flag: str | None = None, env: Env | None = None) -> str | None:
+    """The Prometheus the executive view reads live numbers from: --prometheus-url, else
+    LLMKPI_PROMETHEUS_URL, else none (the page then shows the ledger's numbers only)."""
+    return flag or (env or Env()).get_str("LLMKPI_PROMETHEUS_URL", "") or None
 
 
 def kpi_config_path(flag: str | None = None, env: Env | None = None) -> Path | None:

@@ -1,0 +1,104 @@
+"""`llmkpi app`: bring the store up to date, then serve the Streamlit executive view.
+
+The page only reads, so this launcher does the writing first: it migrates an older store and
+rolls up new ledger rows. It hands the page its config (store, KPI config, SLO targets and
+the PromQL of the live numbers, built from the catalogue) as one JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from llmkpi import settings as settings_mod
+
+DEFAULT_PORT = 8501
+
+
+def add_arguments(sub: Any) -> None:
+    app = sub.add_parser("app", help="the executive view (Streamlit) at http://127.0.0.1:8501")
+    app.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
+    app.add_argument("--kpi-config", help="KPI config YAML: bands, targets (LLMKPI_KPI_CONFIG)")
+    app.add_argument("--slo-config", help="SLO config YAML whose objectives the serving"
+                     " section judges (default: the embedded alerts/slo.yaml)")
+    app.add_argument("--prometheus-url", help="also show live numbers from this Prometheus"
+                     " (LLMKPI_PROMETHEUS_URL)")
+    app.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    app.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
+
+
+def live_queries() -> tuple[Any, ...]:
+    """The live numbers' PromQL, from the catalogue and the recorded SLO series."""
+    from app.config import LiveQuery
+    from exporters import catalog
+
+    def p95(spec: catalog.MetricSpec) -> str:
+        return (f"histogram_quantile(0.95, sum by (le) (rate({spec.name}_bucket[5m])))")
+
+    return (LiveQuery("TTFT p95 (5 m)", p95(catalog.TIME_TO_FIRST_TOKEN), "seconds"),
+            LiveQuery("ITL p95 (5 m)", p95(catalog.INTER_TOKEN_LATENCY), "seconds"),
+            LiveQuery("Engines up", f"avg({catalog.ENGINE_UP.name})", "ratio"),
+            LiveQuery("Least SLO budget left",
+                      f"min({catalog.SLO_BUDGET_REMAINING.name})", "ratio"))
+
+
+def page_config(args: argparse.Namespace) -> Any:
+    from alerts import build, config
+    from app.config import PageConfig, SloTarget
+
+    slo_path = Path(args.slo_config) if args.slo_config else build.DEFAULT_CONFIG
+    slos = tuple(SloTarget(s.name, s.sli, s.default.objective, s.default.threshold_seconds)
+                 for s in config.load(slo_path).slos)
+    kpi_path = settings_mod.kpi_config_path(args.kpi_config)
+    if kpi_path is not None:
+        from kpi_mapping.config import load
+
+        load(kpi_path)  # a bad file stops here with its line, not on the page
+    return PageConfig(database=settings_mod.database_url(args.database),
+                      kpi_config=str(kpi_path) if kpi_path else None,
+                      prometheus_url=settings_mod.prometheus_url(args.prometheus_url),
+                      slos=slos, live=live_queries())
+
+
+def prepare_store(url: str) -> None:
+    """Migrate and roll up, so the read-only page sees every request."""
+    from collectors import rollup
+    from collectors.store import Store
+
+    if "://" not in url and not Path(url).expanduser().is_file():
+        raise ValueError(f"no store at {url}: `llmkpi demo-data --database {url}` makes a"
+                         " demo one, `llmkpi import KIND FILE` fills a real one")
+    store = Store.open(url)
+    try:
+        rolled = rollup.refresh(store, lambda line: print(line, file=sys.stderr))
+        if rolled:
+            print(f"rolled up {rolled:,} new ledger rows", file=sys.stderr)
+    finally:
+        store.close()
+
+
+def streamlit_argv(config_file: Path, host: str, port: int) -> list[str]:
+    import app
+
+    script = Path(app.__file__).parent / "streamlit_app.py"
+    return [sys.executable, "-m", "streamlit", "run", str(script),
+            "--server.address", host, "--server.port", str(port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none", "--", str(config_file)]
+
+
+def run(args: argparse.Namespace) -> int:
+    config = page_config(args)
+    prepare_store(config.database)
+    folder = Path(tempfile.mkdtemp(prefix="llmkpi-app-"))
+    config_file = folder / "page.json"
+    config_file.write_text(config.to_json(), encoding="utf-8")
+    print(f"executive view: http://{args.host}:{args.port}  (store {config.database}"
+          + (f", live numbers from {config.prometheus_url}" if config.prometheus_url else "")
+          + ")", flush=True)
+    argv = streamlit_argv(config_file, args.host, args.port)
+    os.execv(argv[0], argv)  # Streamlit takes over this process: Ctrl-C and kill reach it
