@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 60
 DEMO_RPS ?= 6
+DEMO_MONTHS ?= 12
+DEMO_WORKDIR ?= .demo
+DEMO_HEADLESS ?=
 APT_PACKAGES := prometheus chromium chromium-driver
 # The real engine lives in its own environment (~3.5 GB): vLLM's CPU build on the local CPU torch.
 ENGINE_VENV := .venv-engine
@@ -49,7 +52,8 @@ system-deps:
 	fi
 
 demo: $(STAMP)
-	$(BIN)/llmkpi demo --seconds $(DEMO_SECONDS) --rps $(DEMO_RPS)
+	$(BIN)/llmkpi demo --seconds $(DEMO_SECONDS) --rps $(DEMO_RPS) --months $(DEMO_MONTHS) \
+	  --workdir $(DEMO_WORKDIR) $(if $(DEMO_HEADLESS),--headless)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

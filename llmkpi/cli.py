@@ -80,11 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     tm = sub.add_parser("make-tiny-model", help="build a tiny random Llama for CPU tests")
     tm.add_argument("dir", help="where to write it (reused when already built)")
 
-    demo = sub.add_parser("demo", help="simulator + sidecar + load, then a summary")
+    demo = sub.add_parser("demo", help="the whole stack on the demo company: load, reports,"
+                          " Prometheus with the generated rules, the executive view")
     demo.add_argument("--seconds", type=float, default=60.0)
     demo.add_argument("--rps", type=float, default=6.0)
     demo.add_argument("--workdir", default=".demo")
     demo.add_argument("--months", type=int, default=12, help="months of demo-company history")
+    demo.add_argument("--headless", action="store_true",
+                      help="check the page answers, then stop everything (CI)")
 
     co = sub.add_parser("cost", help="GPU cost per token for a period: report, or FOCUS export")
     co.add_argument("action", choices=("report", "export"))
@@ -184,7 +187,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from llmkpi.demo import run_demo
 
         return run_demo(seconds=args.seconds, rps=args.rps, workdir=Path(args.workdir),
-                        months=args.months)
+                        months=args.months, headless=args.headless)
     if args.command == "cost":
         return _cost(args)
     if args.command == "kpi":

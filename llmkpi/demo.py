@@ -1,19 +1,23 @@
-"""`make demo`: simulator + sidecar, a minute of multi-tenant load, a summary from /metrics."""
+"""`make demo`: the demo company, simulator + sidecar under a minute of multi-tenant load,
+Prometheus with the generated rules, the KPI and cost reports, and the executive view."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 import threading
+import time
 import urllib.request
-from datetime import UTC, datetime
+import webbrowser
 from pathlib import Path
 
 from engine_shim.engine_metrics import parse_exposition
 from engine_shim.tenancy import hash_api_key
-from llmkpi import loadgen, processes
+from llmkpi import demo_stack, loadgen, processes
+from llmkpi import settings as settings_mod
 from llmkpi.settings import DEFAULT_SALT
 from llmkpi.summary import format_summary, tenant_summary
 
@@ -99,7 +103,8 @@ def demo_company(workdir: Path, months: int) -> str:
     return database
 
 
-def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12) -> int:
+def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
+             headless: bool = False) -> int:
     # Ctrl-C and `kill PID` both end the demo and, through `processes.running`, every process
     # it started. The default SIGINT handler is restored (a parent shell may have left it
     # ignored, as for background jobs) because asyncio.run only cancels its tasks cleanly then.
@@ -107,20 +112,32 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12) -> int
     signal.signal(signal.SIGTERM, _term_as_interrupt)
     workdir.mkdir(parents=True, exist_ok=True)
     database = demo_company(workdir, months)
-    sim_port, sidecar_port, metrics_port = (processes.free_port() for _ in range(3))
+    rules = demo_stack.build_generated(workdir)
+    sim_port, sidecar_port, metrics_port, kpi_port = (processes.free_port() for _ in range(4))
     logs = workdir / "logs"
-    sim = processes.start("simulator", ["simulate", "--port", str(sim_port),
-                                        "--profile", "demo-small-cache", "--seed", "7"], logs)
-    sidecar = processes.start("sidecar", [
+    started = [processes.start("simulator", ["simulate", "--port", str(sim_port),
+                                             "--profile", "demo-small-cache", "--seed", "7"],
+                               logs)]
+    started.append(processes.start("sidecar", [
         "sidecar", "--upstream", f"http://127.0.0.1:{sim_port}", "--port", str(sidecar_port),
         "--metrics-port", str(metrics_port), "--tenant-aliases", str(_alias_file(workdir)),
         "--records-out", str(workdir / "records.jsonl"), "--engine-poll-seconds", "1",
-        "--ledger"], logs, env={"LLMKPI_DATABASE_URL": database, "LLMKPI_POD": LIVE_POD})
-    (workdir / "demo.pids").write_text(
-        "".join(f"{p.process.pid} {p.name}\n" for p in (sim, sidecar)))
-    with processes.running(sim, sidecar):
+        "--ledger"], logs, env={"LLMKPI_DATABASE_URL": database, "LLMKPI_POD": LIVE_POD}))
+    started.append(processes.start("kpi-serve", [
+        "kpi", "serve", "--database", database, "--port", str(kpi_port), "--interval", "60"],
+        logs))
+    prometheus = demo_stack.start_prometheus(workdir, {
+        "llmkpi-sidecar": (f"127.0.0.1:{metrics_port}", {"pod": LIVE_POD}),
+        "llmkpi-kpi": (f"127.0.0.1:{kpi_port}", {})}, rules, logs)
+    if prometheus is not None:
+        started.append(prometheus[0])
+    _write_pids(workdir, started)
+    try:
+        sim, sidecar = started[0], started[1]
         processes.wait_http(f"http://127.0.0.1:{sim_port}/health", sim)
         processes.wait_http(f"http://127.0.0.1:{sidecar_port}/health", sidecar)
+        if prometheus is not None:
+            processes.wait_http(f"{prometheus[1]}/-/ready", prometheus[0])
         print(f"simulator  http://127.0.0.1:{sim_port}  (profile demo-small-cache)")
         print(f"sidecar    http://127.0.0.1:{sidecar_port}  -> simulator")
         print(f"metrics    http://127.0.0.1:{metrics_port}/metrics")
@@ -141,29 +158,51 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12) -> int
         print(format_summary(tenant_summary(text)))
         print("\nHow full the engine got (the sidecar polls its vLLM-style /metrics):")
         print("  " + peaks.report())
-    print("\nstopped simulator and sidecar")
-    print_kpis(database)
-    print(f"\nnext: .venv/bin/llmkpi kpi report --period quarter --database {database}"
-          f"\n      .venv/bin/llmkpi cost report --database {database}"
-          "   (GPU bill by model, tenant and feature)"
-          f"\n      .venv/bin/llmkpi dashboards build --out {workdir}/dashboards"
-          "   (Grafana JSON; provisioning in deploy/grafana)"
-          f"\n      .venv/bin/llmkpi alerts build --out {workdir}/rules"
-          "   (Prometheus rules from alerts/slo.yaml)")
-    return 0
+        reports = demo_stack.write_reports(database, workdir)
+        page = _start_page(workdir, database, prometheus[1] if prometheus else None, started)
+        print(f"\nexecutive view  {page}   north star, the 19 KPIs, cost per token, serving"
+              " health; pick week/month/quarter and filter by tenant or model in the sidebar")
+        if prometheus is not None:
+            print(f"prometheus      {prometheus[1]}/alerts   the generated rules live; "
+                  f"{prometheus[1]}/graph for queries")
+        print(f"kpi gauges      http://127.0.0.1:{kpi_port}/metrics")
+        print(f"dashboards      {workdir / 'dashboards'}  (import into Grafana, or provision"
+              " with deploy/grafana)")
+        print(f"reports         {reports['kpi']}  {reports['cost']}")
+        print(f"next: .venv/bin/llmkpi kpi report --period quarter --database {database}"
+              f"\n      .venv/bin/llmkpi cost report --database {database}")
+        status = demo_stack.page_answers(page)
+        if headless:
+            print(f"\npage answered (HTTP {status}); headless run: stopping everything")
+            return 0
+        if settings_mod.has_display():
+            with contextlib.suppress(Exception):  # no browser to open is not a failure
+                webbrowser.open(page)
+        print("\nCtrl-C stops everything this demo started.")
+        while all(p.process.poll() is None for p in started):
+            time.sleep(1)
+        gone = next(p for p in started if p.process.poll() is not None)
+        print(f"{gone.name} exited ({gone.process.returncode}); stopping the rest:\n"
+              f"{gone.log_tail(10)}")
+        return 1
+    finally:  # everything started, the page included (it joins the list late)
+        for item in reversed(started):
+            processes.stop(item)
 
 
-def print_kpis(database: str) -> None:
-    """The 19 mappings for the last full month of the demo company."""
-    from collectors.store import Store
-    from kpi_mapping import report
-    from kpi_mapping.config import KpiConfig
-    from kpi_mapping.periods import period_containing
+def _write_pids(workdir: Path, started: list[processes.Started]) -> None:
+    (workdir / "demo.pids").write_text(
+        "".join(f"{p.process.pid} {p.name}\n" for p in started))
 
-    period = period_containing("month", datetime.now(UTC).date()).previous()
-    store = Store.open(database)
-    try:
-        result = report.build(store, period, KpiConfig())
-    finally:
-        store.close()
-    print("\n" + report.format_table(result, KpiConfig()))
+
+def _start_page(workdir: Path, database: str, prometheus: str | None,
+                started: list[processes.Started]) -> str:
+    port = demo_stack.app_port()
+    args = ["app", "--database", database, "--port", str(port)]
+    if prometheus:
+        args += ["--prometheus-url", prometheus]
+    page = processes.start("app", args, workdir / "logs")
+    started.append(page)  # the demo's `finally` stops what is in the list
+    _write_pids(workdir, started)
+    processes.wait_http(f"http://127.0.0.1:{port}/_stcore/health", page, timeout=90)
+    return f"http://127.0.0.1:{port}"

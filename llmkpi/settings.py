@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,6 +293,13 @@ def database_url(flag: str | None = None, env: Env | None = None) -> str:
 
 def log_level(env: Env | None = None) -> str:
     return (env or Env()).get_str("LLMKPI_LOG_LEVEL", "INFO").upper()
+
+
+def has_display() -> bool:
+    """Whether a browser window can open here (a desktop session, or macOS); the demo opens
+    the page only then, so a server or CI never gets a console browser."""
+    return sys.platform == "darwin" or bool(os.environ.get("DISPLAY")
+                                            or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def prometheus_url(flag: str | None = None, env: Env | None = None) -> str | None:

@@ -1,0 +1,98 @@
+"""The demo's outer ring: generated dashboards and rules, a Prometheus that loads them, the
+KPI and cost reports on disk, and the executive view."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from llmkpi import processes
+
+APP_PORT = 8501
+
+
+def build_generated(workdir: Path) -> list[Path]:
+    """Dashboards and alert rules from the defaults; returns the rule files."""
+    from alerts import build as alert_build
+    from alerts import config as alert_config
+    from dashboards import build as dashboard_build
+
+    dashboards = dashboard_build.write(workdir / "dashboards", say=lambda _line: None)
+    rules = alert_build.write(workdir / "rules", alert_config.load(alert_build.DEFAULT_CONFIG),
+                              say=lambda _line: None)
+    print(f"generated: {len(dashboards)} Grafana dashboards in {workdir / 'dashboards'},"
+          f" {len(rules)} Prometheus rule files in {workdir / 'rules'}")
+    return rules
+
+
+def start_prometheus(workdir: Path, targets: dict[str, tuple[str, dict[str, str]]],
+                     rules: list[Path], logs: Path) -> tuple[processes.Started, str] | None:
+    """A Prometheus scraping `targets` (job -> (host:port, labels)) with the generated rules,
+    when the binary is installed (Debian package `prometheus`); None otherwise."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        print("prometheus: not installed, skipped (Debian package `prometheus`)")
+        return None
+    port = processes.free_port()
+    config = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": [str(p.resolve()) for p in rules],
+        "scrape_configs": [{"job_name": job, "static_configs": [
+            {"targets": [target], "labels": labels}]}
+            for job, (target, labels) in targets.items()],
+    }
+    path = workdir / "prometheus.yml"
+    path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+    started = processes.start("prometheus", [
+        binary, f"--config.file={path.resolve()}",
+        f"--storage.tsdb.path={(workdir / 'prometheus-data').resolve()}",
+        f"--web.listen-address=127.0.0.1:{port}"], logs)
+    return started, f"http://127.0.0.1:{port}"
+
+
+def write_reports(database: str, workdir: Path) -> dict[str, Path]:
+    """The KPI and cost reports of the last full month, as JSON, and the KPI table printed."""
+    from collectors.store import Store
+    from kpi_mapping import cost_report, report
+    from kpi_mapping.config import KpiConfig
+    from kpi_mapping.periods import period_containing
+
+    period = period_containing("month", datetime.now(UTC).date()).previous()
+    out = workdir / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store.open(database)
+    try:
+        result = report.build(store, period, KpiConfig())
+        cost = cost_report.report(store, period)
+    finally:
+        store.close()
+    paths = {"kpi": out / f"kpi-{period.label}.json", "cost": out / f"cost-{period.label}.json"}
+    paths["kpi"].write_text(json.dumps(report.to_dict(result, KpiConfig()), indent=2) + "\n")
+    paths["cost"].write_text(json.dumps(cost, indent=2, default=str) + "\n")
+    print("\n" + report.format_table(result, KpiConfig()))
+    print(f"\nGPU cost {period.label}: bill ${cost['gpu_bill']:,.2f}, idle ${cost['idle']:,.2f},"
+          f" {cost['requests']:,} requests priced by their GPU time")
+    return paths
+
+
+def app_port() -> int:
+    """8501, Streamlit's usual port, unless something already holds it."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", APP_PORT))
+        except OSError:
+            return processes.free_port()
+    return APP_PORT
+
+
+def page_answers(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = resp.read()
+    if b"<div id=\"root\"" not in body and b"streamlit" not in body.lower():
+        raise RuntimeError(f"{url} answered, but not with the Streamlit page")
+    return int(resp.status)
