@@ -1,14 +1,20 @@
-"""The demo's own contract: it stops every process it started, also when interrupted."""
+"""The demo's own contract: `make demo` brings the stack up and answers, and it stops every
+process it started, also when interrupted."""
 
+import json
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def alive(pid: int) -> bool:
@@ -30,10 +36,56 @@ def test_interrupted_demo_stops_what_it_started(tmp_path: Path, sig: signal.Sign
         assert time.monotonic() < deadline and demo.poll() is None
         time.sleep(0.2)
     pids = [int(line.split()[0]) for line in pid_file.read_text().splitlines()]
-    assert len(pids) == 2 and all(alive(p) for p in pids)
+    assert len(pids) >= 3 and all(alive(p) for p in pids)  # simulator, sidecar, kpi serve...
     time.sleep(6)  # started and under load
     demo.send_signal(sig)
     out, _ = demo.communicate(timeout=30)
     assert demo.returncode == 130, out
     assert "Traceback" not in out
+    assert not [p for p in pids if alive(p)]
+
+
+def test_make_demo_short_headless_brings_up_the_page_and_writes_reports(tmp_path: Path) -> None:
+    result = subprocess.run(["make", "demo", "DEMO_SECONDS=20", "DEMO_HEADLESS=1",
+                             f"DEMO_WORKDIR={tmp_path}", "DEMO_MONTHS=3"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert re.search(r"page answered \(HTTP 200\)", out)
+    assert re.search(r"executive view  http://127\.0\.0\.1:\d+", out)
+    assert re.search(r"prometheus      http://127\.0\.0\.1:\d+/alerts", out)
+    kpi = json.loads(next((tmp_path / "reports").glob("kpi-*.json")).read_text())
+    assert len(kpi["mappings"]) == 19 and kpi["north_star"]["revenue_per_employee"]["value"]
+    cost = json.loads(next((tmp_path / "reports").glob("cost-*.json")).read_text())
+    assert cost["gpu_bill"] > 0 and cost["requests"] > 0
+    assert len(list((tmp_path / "dashboards").glob("*.json"))) == 4
+    assert len(list((tmp_path / "rules").glob("*.yml"))) == 4
+    names = [line.split()[1] for line in (tmp_path / "demo.pids").read_text().splitlines()]
+    assert names == ["simulator", "sidecar", "kpi-serve", "prometheus", "app"]
+    pids = [int(line.split()[0]) for line in (tmp_path / "demo.pids").read_text().splitlines()]
+    assert not [p for p in pids if alive(p)]
+
+
+def test_ctrl_c_at_the_page_stops_the_page_too(tmp_path: Path) -> None:
+    demo = subprocess.Popen([".venv/bin/llmkpi", "demo", "--seconds", "3", "--months", "2",
+                             "--workdir", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(demo.stdout.readline, "")),
+                              daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    deadline = time.monotonic() + 240
+    while not any("Ctrl-C stops everything" in line for line in lines):
+        assert time.monotonic() < deadline and demo.poll() is None, "".join(lines)[-3000:]
+        time.sleep(0.2)
+    page = next(re.search(r"http://127\.0\.0\.1:\d+", line).group(0)  # type: ignore[union-attr]
+                for line in lines if line.startswith("executive view"))
+    with urllib.request.urlopen(page + "/_stcore/health") as resp:
+        assert resp.read() == b"ok"
+    pids = [int(line.split()[0]) for line in (tmp_path / "demo.pids").read_text().splitlines()]
+    demo.send_signal(signal.SIGINT)
+    assert demo.wait(timeout=30) == 130
+    reader.join(5)
+    assert "Traceback" not in "".join(lines)
     assert not [p for p in pids if alive(p)]
