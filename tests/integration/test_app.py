@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from app.config import LiveQuery, PageConfig, SloTarget
-from app.data import periods
 from collectors.demo_company.load import load
 from collectors.store import Store
 from collectors.tables import LedgerRow
@@ -172,15 +171,6 @@ def test_live_numbers_come_from_prometheus(database: str, tmp_path: Path) -> Non
     port = processes.free_port()
     at = page(PageConfig(database, prometheus_url=f"http://127.0.0.1:{port}", live=queries))
     assert metric(at, "Answer") == "-" and f"cannot read http://127.0.0.1:{port}" in texts(at)
-
-
-def test_default_period_is_the_newest_complete_one() -> None:
-    from datetime import UTC, datetime
-
-    listed, default = periods("month", datetime(2026, 11, 23, 9, tzinfo=UTC))
-    assert listed[0].label == "2026-11" and listed[default].label == "2026-10"
-    listed, default = periods("month", datetime(2026, 10, 31, 23, tzinfo=UTC))
-    assert listed[default].label == "2026-10" and len(listed) == 12
 
 
 # --- a real browser --------------------------------------------------------------------------
