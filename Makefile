@@ -70,6 +70,7 @@ bench: $(STAMP) $(ENGINE_STAMP)
 	$(BIN)/python -m bench.events_overhead
 	$(BIN)/python -m bench.ledger_throughput
 	$(BIN)/python -m bench.kpi_report
+	$(BIN)/python -m bench.app_render
 
 clean:
 	rm -rf $(VENV) $(ENGINE_VENV) .mypy_cache .ruff_cache .pytest_cache .demo

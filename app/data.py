@@ -152,14 +152,33 @@ def _dollars(frame: pd.DataFrame, key: str) -> pd.DataFrame:
         "cost", ascending=False, ignore_index=True)
 
 
-def cost(store: Store, period: Period, filters: Filters) -> CostView | None:
-    """The period's GPU cost and where it went; None when no GPU inventory is imported."""
+@dataclass(frozen=True)
+class Priced:
+    """A period's whole allocation and its revenue per tenant: filters are applied later,
+    so changing them never allocates the bill again."""
+
+    period: Period
+    allocation: Allocation
+    revenue: pd.DataFrame
+
+
+def priced(store: Store, period: Period) -> Priced | None:
+    """The period's GPU bill allocated to its requests; None when no GPU inventory is
+    imported."""
     try:
-        full, revenue = cost_report.compute(store, period)
+        allocation, revenue = cost_report.compute(store, period)
     except ValueError:
         return None
+    return Priced(period, allocation, revenue)
+
+
+def cost(whole: Priced | None, filters: Filters) -> CostView | None:
+    """The period's GPU cost and where it went, for the selected tenants and models."""
+    if whole is None:
+        return None
+    full, revenue = whole.allocation, whole.revenue
     allocation = _filtered(full, filters)
-    priced = allocation.requests["cents"].notna()
+    priced_rows = allocation.requests["cents"].notna()
     pods = full.pods
     provisioned = float(pods["provisioned_s"].sum())
     models = per_million_tokens(allocation)
@@ -170,26 +189,26 @@ def cost(store: Store, period: Period, filters: Filters) -> CostView | None:
             revenue = revenue[revenue["tenant"].isin(filters.tenants)]
         margin = margin_by_tenant(allocation, revenue)
     return CostView(
-        period=period, bill=full.bill_cents / 100, idle=full.idle_cents / 100,
+        period=whole.period, bill=full.bill_cents / 100, idle=full.idle_cents / 100,
         utilization=float(pods["busy_s"].sum()) / provisioned if provisioned else None,
-        spent=float(allocation.requests.loc[priced, "cents"].sum()) / 100,
-        requests=len(allocation.requests), unpriced=int((~priced).sum()),
+        spent=float(allocation.requests.loc[priced_rows, "cents"].sum()) / 100,
+        requests=len(allocation.requests), unpriced=int((~priced_rows).sum()),
         models=_dollars(models, "model"), tenants=_dollars(by(allocation, "tenant"), "tenant"),
         features=_dollars(by(allocation, "feature"), "feature"), margin=margin)
 
 
-def cost_history(store: Store, span: Sequence[Period], filters: Filters) -> pd.DataFrame:
+def cost_history(span: Sequence[Priced | None], filters: Filters) -> pd.DataFrame:
     """$ per million tokens per period, model and kind (input / output / blended)."""
     rows = []
-    for period in span:
-        view = cost(store, period, filters)
+    for whole in span:
+        view = cost(whole, filters)
         if view is None:
             continue
         for item in view.models.to_dict("records"):
             for kind in ("input", "output", "blended"):
                 value = item[f"{kind}_per_m"]
                 if value is not None and not pd.isna(value):
-                    rows.append({"period": period.label, "start": period.start,
+                    rows.append({"period": view.period.label, "start": view.period.start,
                                  "model": item["name"], "kind": kind,
                                  "dollars_per_million": float(value)})
     return pd.DataFrame(rows, columns=["period", "start", "model", "kind",

@@ -39,12 +39,18 @@ def _report(url: str, period: Period, config_path: str | None) -> Report:
 
 
 @st.cache_data(ttl=TTL, show_spinner="Allocating the GPU bill…")
-def _cost(url: str, period: Period, filters: data.Filters, history: int) -> tuple[Any, Any]:
-    store = _store(url)
+def _priced(url: str, period: Period) -> data.Priced | None:
+    return data.priced(_store(url), period)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _cost(url: str, period: Period, filters: data.Filters,
+          history: int) -> tuple[data.CostView | None, Any]:
     span = [period]
     while len(span) < history:
         span.insert(0, span[0].previous())
-    return data.cost(store, period, filters), data.cost_history(store, span, filters)
+    wholes = [_priced(url, p) for p in span]
+    return data.cost(wholes[-1], filters), data.cost_history(wholes, filters)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

@@ -61,3 +61,15 @@ def test_kpi_report_benchmark_writes_its_figures(tmp_path: Path) -> None:
     for step in ("month_report", "quarter_report", "month_report_after_one_new_request"):
         assert result[step]["seconds"] > 0 and result[step]["mappings_with_a_value"] >= 15
     assert isinstance(result["meets_targets"], bool)
+
+
+def test_app_render_benchmark_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "app.json"
+    done = subprocess.run([sys.executable, "-m", "bench.app_render", "--months", "2",
+                           "--cache", str(tmp_path / "cache"), "--out", str(out)],
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())["figures"]
+    for key in ("cold_month_seconds", "cached_rerun_seconds", "tenant_filter_seconds",
+                "cold_quarter_seconds"):
+        assert figures[key] > 0
