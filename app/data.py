@@ -18,7 +18,7 @@ from sqlmodel import col
 
 from app.config import SloTarget
 from collectors import rollup
-from collectors.store import Store
+from collectors.store import Store, normalise_url
 from collectors.tables import FinanceMonth, LedgerRow
 from kpi_mapping import cost_report, inputs
 from kpi_mapping.config import KpiConfig
@@ -40,9 +40,10 @@ class StoreError(ValueError):
 
 def open_store(url: str) -> Store:
     """Open without migrating or creating anything: the page only reads."""
-    if "://" not in url and not url.startswith(":") and not _exists(url):
+    normal = normalise_url(url)
+    if normal.startswith("sqlite:///") and not _exists(normal.removeprefix("sqlite:///")):
         raise StoreError(f"no store at {url}: `llmkpi demo-data` makes a demo one, "
-                           "`llmkpi import KIND FILE` fills a real one")
+                         "`llmkpi import KIND FILE` fills a real one")
     store = Store.open(url, migrate=False)
     try:
         revision = store.revision()
@@ -52,12 +53,12 @@ def open_store(url: str) -> Store:
     if revision is None:
         store.close()
         raise StoreError(f"{url} holds no llmkpi tables: `llmkpi db upgrade --database"
-                           f" {url}` creates them")
+                         f" {url}` creates them")
     return store
 
 
 def _exists(path: str) -> bool:
-    return Path(path).expanduser().is_file()
+    return path == ":memory:" or Path(path).expanduser().is_file()
 
 
 # --- periods ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from kpi_mapping.report import build, show
 from llmkpi import processes
 from llmkpi.demo_data import make
 from tests.integration.helpers import prometheus
+from tests.integration.store_fixtures import POSTGRES
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,6 +137,33 @@ def test_tenant_model_and_period_filters_change_the_numbers(database: str) -> No
     finally:
         store.close()
     assert metric(at, "Revenue per employee") == show(quarter.ceo.value, "dollars_per_year")
+
+
+def test_the_page_reads_a_postgresql_store(tmp_path: Path) -> None:
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    try:
+        store = Store.open(url)
+        try:
+            load(store, make(tmp_path / "company", 2, 3, date(2026, 10, 1), base_per_day=20),
+                 say=lambda _line: None)
+            expected = build(store, OCTOBER, KpiConfig()).row(19)
+        finally:
+            store.close()
+        at = page(PageConfig(url, slos=SLOS))
+        assert not at.error and len(at.expander) == 19
+        assert metric(at, "Revenue per employee") == show(expected.ceo.value,
+                                                          "dollars_per_year")
+        assert int(metric(at, "Requests").replace(",", "")) > 0
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_empty_store_names_the_imports_that_fill_each_panel(tmp_path: Path) -> None:
