@@ -31,26 +31,17 @@ def build_generated(workdir: Path) -> list[Path]:
 def start_prometheus(workdir: Path, targets: dict[str, tuple[str, dict[str, str]]],
                      rules: list[Path], logs: Path) -> tuple[processes.Started, str] | None:
     """A Prometheus scraping `targets` (job -> (host:port, labels)) with the generated rules,
-    when the binary is installed (Debian package `prometheus`); None otherwise."""
+    when the binary is installed (Debian package `prometheus`); None otherwise. Its data
+    folder is kept, so a second demo run still shows the first one's series."""
     binary = shutil.which("prometheus")
     if binary is None:
         print("prometheus: not installed, skipped (Debian package `prometheus`)")
         return None
-    port = processes.free_port()
-    config = {
-        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
-        "rule_files": [str(p.resolve()) for p in rules],
-        "scrape_configs": [{"job_name": job, "static_configs": [
-            {"targets": [target], "labels": labels}]}
-            for job, (target, labels) in targets.items()],
-    }
-    path = workdir / "prometheus.yml"
-    path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
-    started = processes.start("prometheus", [
-        binary, f"--config.file={path.resolve()}",
-        f"--storage.tsdb.path={(workdir / 'prometheus-data').resolve()}",
-        f"--web.listen-address=127.0.0.1:{port}"], logs)
-    return started, f"http://127.0.0.1:{port}"
+    config = processes.prometheus_config(
+        {job: target for job, (target, _) in targets.items()}, rules, "5s",
+        {job: labels for job, (_, labels) in targets.items()})
+    return processes.start_prometheus(binary, config, workdir / "prometheus.yml",
+                                      workdir / "prometheus-data", logs)
 
 
 def write_reports(database: str, workdir: Path) -> dict[str, Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +109,31 @@ def start_vllm(name: str, python: Path, model: Path, port: int, log_dir: Path, *
                         "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "1024",
                         "--num-gpu-blocks-override", "40", "--max-num-seqs", "16",
                         "--enforce-eager", "--seed", "0", *extra], log_dir, env=engine_env)
+
+
+def prometheus_config(targets: Mapping[str, str], rule_files: Sequence[Path] = (),
+                      interval: str = "5s",
+                      labels: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, object]:
+    """Scrape `targets` (job -> host:port), adding `labels[job]` to a job's series as
+    service discovery would (the pod name), and evaluate `rule_files`."""
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(p.resolve()) for p in rule_files],
+        "scrape_configs": [{"job_name": job, "static_configs": [
+            {"targets": [target], "labels": dict((labels or {}).get(job, {}))}]}
+            for job, target in targets.items()],
+    }
+
+
+def start_prometheus(binary: str, config: Mapping[str, object], config_path: Path,
+                     data_dir: Path, log_dir: Path, *flags: str,
+                     name: str = "prometheus") -> tuple[Started, str]:
+    """A Prometheus server on a free loopback port; returns it and its base URL."""
+    port = free_port()
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+    started = start(name, [
+        binary, f"--config.file={config_path.resolve()}",
+        f"--storage.tsdb.path={data_dir.resolve()}",
+        f"--web.listen-address=127.0.0.1:{port}", *flags], log_dir)
+    return started, f"http://127.0.0.1:{port}"

@@ -174,24 +174,13 @@ def prometheus(tmp: Path, targets: dict[str, str], rule_files: tuple[Path, ...] 
                ) -> Iterator[PrometheusProc]:
     """A real Prometheus server on a free loopback port scraping `targets` (job -> host:port),
     adding `labels[job]` to a job's series as service discovery would (the pod name)."""
-    port = processes.free_port()
-    config = {
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "rule_files": [str(p) for p in rule_files],
-        "scrape_configs": [{"job_name": job, "static_configs": [
-            {"targets": [target], "labels": (labels or {}).get(job, {})}]}
-            for job, target in targets.items()],
-    }
-    config_path = tmp / f"prometheus-{port}.yml"
-    config_path.write_text(json.dumps(config))  # JSON is YAML
-    started = processes.start(f"prometheus-{port}", [
-        prometheus_binary(), f"--config.file={config_path}",
-        f"--storage.tsdb.path={tmp / f'tsdb-{port}'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage",
-        "--log.level=warn"], tmp / "logs")
+    config = processes.prometheus_config(targets, rule_files, interval, labels)
+    started, url = processes.start_prometheus(
+        prometheus_binary(), config, tmp / "prometheus.yml", tmp / "tsdb", tmp / "logs",
+        "--enable-feature=exemplar-storage", "--log.level=warn")
     with processes.running(started):
-        processes.wait_http(f"http://127.0.0.1:{port}/-/ready", started, timeout=60)
-        yield PrometheusProc(f"http://127.0.0.1:{port}", started)
+        processes.wait_http(f"{url}/-/ready", started, timeout=60)
+        yield PrometheusProc(url, started)
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
