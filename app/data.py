@@ -20,12 +20,12 @@ from app.config import SloTarget
 from collectors import rollup
 from collectors.store import Store, normalise_url
 from collectors.tables import FinanceMonth, LedgerRow
-from kpi_mapping import cost_report, inputs
+from kpi_mapping import cost_report, inputs, report
 from kpi_mapping.config import KpiConfig
 from kpi_mapping.cost import Allocation, by, margin_by_tenant, per_million_tokens
 from kpi_mapping.data import utc
 from kpi_mapping.periods import Period, period_containing
-from kpi_mapping.report import MAX_LAG, Report, compute, history
+from kpi_mapping.report import Report, history
 
 PICKER_PERIODS = 12
 FAILED = rollup.FAILED
@@ -83,9 +83,7 @@ def periods(kind: str, latest: datetime | None, count: int = PICKER_PERIODS
     not chosen)."""
     anchor = latest or datetime.now(UTC)
     newest = period_containing(kind, anchor.date())
-    out = [newest]
-    while len(out) < count:
-        out.append(out[-1].previous())
+    out = history(newest, count)[::-1]
     complete = newest.end <= anchor + timedelta(days=1)
     return out, 0 if complete else 1
 
@@ -94,8 +92,7 @@ def periods(kind: str, latest: datetime | None, count: int = PICKER_PERIODS
 
 def kpi_report(store: Store, period: Period, config: KpiConfig) -> Report:
     """The 19 mappings for the period and its history, from what is rolled up already."""
-    span = history(period, config.correlation_periods + MAX_LAG)
-    return compute(inputs.load(store, span[0].previous().start, period.end), span, config)
+    return report.read(store, period, config)
 
 
 def pending_rollup(store: Store) -> int:
@@ -198,11 +195,10 @@ def cost(whole: Priced | None, filters: Filters) -> CostView | None:
         features=_dollars(by(allocation, "feature"), "feature"), margin=margin)
 
 
-def cost_history(span: Sequence[Priced | None], filters: Filters) -> pd.DataFrame:
+def cost_history(views: Sequence[CostView | None]) -> pd.DataFrame:
     """$ per million tokens per period, model and kind (input / output / blended)."""
     rows = []
-    for whole in span:
-        view = cost(whole, filters)
+    for view in views:
         if view is None:
             continue
         for item in view.models.to_dict("records"):

@@ -14,6 +14,7 @@ from collectors.store import Store
 from kpi_mapping import config as kpi_config
 from kpi_mapping.periods import KINDS, Period
 from kpi_mapping.report import Report
+from kpi_mapping.report import history as report_history
 
 TTL = 60
 
@@ -46,11 +47,8 @@ def _priced(url: str, period: Period) -> data.Priced | None:
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _cost(url: str, period: Period, filters: data.Filters,
           history: int) -> tuple[data.CostView | None, Any]:
-    span = [period]
-    while len(span) < history:
-        span.insert(0, span[0].previous())
-    wholes = [_priced(url, p) for p in span]
-    return data.cost(wholes[-1], filters), data.cost_history(wholes, filters)
+    views = [data.cost(_priced(url, p), filters) for p in report_history(period, history)]
+    return views[-1], data.cost_history(views)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

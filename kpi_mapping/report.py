@@ -101,8 +101,14 @@ def _change(now: Value, before: Value) -> float | None:
 
 def build(store: Store, period: Period, config: KpiConfig,
           progress: Callable[[str], None] | None = None) -> Report:
-    """Roll up new ledger rows, load the inputs once, compute every period of the history."""
+    """Roll up new ledger rows, then `read`."""
     rollup.refresh(store, progress)
+    return read(store, period, config)
+
+
+def read(store: Store, period: Period, config: KpiConfig) -> Report:
+    """Load the inputs once and compute every period of the history, from what is rolled up
+    already (nothing is written: the executive view reads this way)."""
     span = history(period, config.correlation_periods + MAX_LAG)
     inputs = load(store, span[0].previous().start, period.end)
     return compute(inputs, span, config)
