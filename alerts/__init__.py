@@ -1,1 +1,1 @@
-"""Generated Prometheus recording and alert rules (built in a later issue)."""
+"""Generated Prometheus recording and alert rules."""

@@ -20,6 +20,8 @@ Parsed once into frozen dataclasses; a mistake stops with the file, line and key
       tenant_spike_factor: 3            # x the tenant's own 7-day mean token rate
       tenant_spike_min_tokens_per_second: 10
     kpi: {out_of_band_for: 15m, stale_after: 1h}
+    availability:
+      throttled_is_failure: false       # a 429 counts against availability (KPI 7 too)
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ class AlertConfig:
     serving: Serving = Serving()
     cost: Cost = Cost()
     kpi: Kpi = Kpi()
+    # Whether a 429 (the engine or gateway shedding load) counts against availability. The
+    # SLO rules, KPI 7 and the page all take it from here (docs/kpis.md, "Availability").
+    throttled_is_failure: bool = False
 
 
 class _Node:
@@ -257,7 +262,7 @@ def load(path: Path) -> AlertConfig:
     read = _Reader(path)
     top = _tree(root, yaml.SafeLoader(""))
     doc = read.fields(top, "", ("version", "sidecar_job", "runbook_url", "slos", "serving",
-                                "cost", "kpi"))
+                                "cost", "kpi", "availability"))
     if "version" not in doc:
         raise read.fail(top, "version", f"missing: this llmkpi reads version {VERSION}")
     if doc["version"].value != VERSION:
@@ -280,4 +285,12 @@ def load(path: Path) -> AlertConfig:
             extra[key] = _numbers(read, doc[key], key, cls)
     if "kpi" in doc:
         extra["kpi"] = _kpi(read, doc["kpi"])
+    if "availability" in doc:
+        fields = read.fields(doc["availability"], "availability", ("throttled_is_failure",))
+        if "throttled_is_failure" in fields:
+            node = fields["throttled_is_failure"]
+            if not isinstance(node.value, bool):
+                raise read.fail(node, "availability.throttled_is_failure",
+                                f"expected true or false, got {node.value!r}")
+            extra["throttled_is_failure"] = node.value
     return AlertConfig(slos=slos, **extra)

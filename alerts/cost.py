@@ -28,11 +28,12 @@ def alerts(config: AlertConfig) -> list[r.Alert]:
     cost, url = config.cost, config.runbook_url
     out = [r.Alert(
         "LlmkpiCostPerMillionTokensOverBudget",
-        f'{c.COST_PER_MILLION_TOKENS.name}{{{matcher}token_kind="blended"}}'
+        f'{c.COST_PER_MILLION_TOKENS.name}{{{matcher}token_kind="blended",basis="fully_loaded"}}'
         f" > {r.number(budget)}", "ticket",
         "{{ $labels.model }} costs {{ $value | printf \"$%.3f\" }} per million tokens",
-        f"Blended GPU cost per million tokens in the KPI period is over the budget of"
-        f" ${budget:g}: more idle GPU time, or fewer tokens per GPU-second.",
+        f"Fully loaded GPU cost per million tokens (the bill, idle included, ÷ tokens) in"
+        f" the KPI period is over the budget of ${budget:g}: more idle GPU time, or fewer"
+        " tokens per GPU-second.",
         f"{url}#llmkpicostpermilliontokensoverbudget", for_="30m", labels=labels)
         for matcher, budget, labels in _per_model(config)]
     rate = c.TENANT_TOKEN_RATE.name

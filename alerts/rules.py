@@ -5,6 +5,7 @@ Mechanism only; which rules exist is decided in alerts/slo.py, serving.py, cost.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -63,8 +64,42 @@ class Group:
         return doc
 
 
+def check_order(groups: list[Group]) -> None:
+    """Every recorded series a rule reads is recorded earlier in the rule's own group.
+
+    Prometheus (and promtool) evaluate the rules of a group in order, one after the other,
+    but give no order between groups: an alert reading a series recorded in another group
+    sees this evaluation's value or the last one's, by chance. Refuses such a set of groups.
+    """
+    home: dict[str, str] = {}
+    for group in groups:
+        for rule in group.rules:
+            if isinstance(rule, Recording):
+                owner = home.setdefault(rule.record, group.name)
+                if owner != group.name:
+                    raise ValueError(f"{rule.record} is recorded in groups {owner} and"
+                                     f" {group.name}: keep a series and its readers in one")
+    for group in groups:
+        seen: set[str] = set()
+        for rule in group.rules:
+            for name in set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", rule.expr)) & set(home):
+                if home[name] != group.name:
+                    raise ValueError(f"group {group.name}: {_name(rule)} reads {name},"
+                                     f" recorded in group {home[name]}")
+                if name not in seen:
+                    raise ValueError(f"group {group.name}: {_name(rule)} reads {name}"
+                                     " before the group records it")
+            if isinstance(rule, Recording):
+                seen.add(rule.record)
+
+
+def _name(rule: Recording | Alert) -> str:
+    return rule.record if isinstance(rule, Recording) else rule.alert
+
+
 def render(groups: list[Group]) -> str:
     """A rule file: header comment, groups in order, keys in Prometheus' customary order."""
+    check_order(groups)
     body = yaml.safe_dump({"groups": [group.to_dict() for group in groups]}, sort_keys=False,
                           width=100_000, allow_unicode=True, default_flow_style=False)
     return HEADER + body

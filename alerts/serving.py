@@ -41,11 +41,12 @@ def alerts(config: AlertConfig) -> list[r.Alert]:
                 " minutes: a few requests wait far longer than the rest.",
                 f"{url}#llmkpilatencytailhigh", for_="15m"),
         r.Alert("LlmkpiErrorRatioHigh",
-                f'sum by (model) (rate({requests}{{outcome=~"error|rejected"}}[5m]))'
+                f"sum by (model) (rate({requests}{{{c.SERVER_FAILURE_MATCHER}}}[5m]))"
                 f' / (sum by (model) (rate({requests}{{outcome!="cancelled"}}[5m])) > 0)'
                 f" > {r.number(s.error_ratio_max)}", "page",
                 "{{ $labels.model }}: {{ $value | humanizePercentage }} of requests fail",
-                "Errors and rejections over requests not cancelled by the client, for 5"
+                "Server-side failures (5xx, engine unreachable, broken streams) over requests"
+                " not cancelled by the client, for 5"
                 f" minutes, above {s.error_ratio_max:.1%}.",
                 f"{url}#llmkpierrorratiohigh", for_="5m"),
         r.Alert("LlmkpiSidecarDown",

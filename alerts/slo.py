@@ -74,15 +74,19 @@ def scopes(slo: Slo) -> list[Scope]:
     return found
 
 
-def _events(scope: Scope, window: str) -> tuple[str, str]:
+def _events(scope: Scope, window: str, throttled: bool) -> tuple[str, str]:
     """(events, bad events) per second over the window, summed by model."""
     spec = SLIS[scope.slo.sli]
     if spec is None:
         valid = c.REQUESTS.name + scope.select('outcome!="cancelled"')
-        bad = c.REQUESTS.name + scope.select('outcome=~"error|rejected"')
+        bad = f"sum by (model) (rate({c.REQUESTS.name}{scope.select(c.SERVER_FAILURE_MATCHER)}" \
+            f"[{window}]))"
+        if throttled:  # 429s are "rejected", so the two sets never overlap
+            bad += (f" + sum by (model) (rate({c.REQUESTS.name}"
+                    f"{scope.select(c.THROTTLED_MATCHER)}[{window}]))")
         events = f"sum by (model) (rate({valid}[{window}]))"
         # No error series at all is zero errors, not no data.
-        return events, f"(sum by (model) (rate({bad}[{window}])) or 0 * {events})"
+        return events, f"(({bad}) or 0 * {events})"
     assert scope.target.threshold_seconds is not None
     le = c.le_label(scope.target.threshold_seconds)
     count = f"sum by (model) (rate({spec.name}_count{scope.select()}[{window}]))"
@@ -91,7 +95,7 @@ def _events(scope: Scope, window: str) -> tuple[str, str]:
     return count, f"clamp_min({count} - {good}, 0)"
 
 
-def recordings(scope: Scope) -> list[r.Recording]:
+def recordings(scope: Scope, throttled: bool = False) -> list[r.Recording]:
     budget = r.number(1 - scope.target.objective)
     wins = windows(scope.target.period_seconds)
     short = wins[0][2]
@@ -100,7 +104,7 @@ def recordings(scope: Scope) -> list[r.Recording]:
                      key=r.seconds)
     out = []
     for window in ordered:
-        events, bad = _events(scope, window)
+        events, bad = _events(scope, window, throttled)
         labels = scope.labels(window=window)
         out += [r.Recording(c.SLO_EVENTS.name, events, labels),
                 r.Recording(c.SLO_BAD_EVENTS.name, bad, labels)]
@@ -129,7 +133,7 @@ def recordings(scope: Scope) -> list[r.Recording]:
 
 
 ALERT_NAMES = {"page": "LlmkpiErrorBudgetBurnFast", "ticket": "LlmkpiErrorBudgetBurnSlow"}
-SLI_WORDS = {"availability": "requests that failed or were rejected",
+SLI_WORDS = {"availability": "requests that failed on the server side",
              "ttft": "requests whose first token came later than {t:g} s",
              "itl": "token gaps longer than {t:g} s"}
 
@@ -168,6 +172,8 @@ def groups(config: AlertConfig) -> list[r.Group]:
     alerting: list[r.Recording | r.Alert] = []
     for slo in config.slos:
         for scope in scopes(slo):
-            recorded += recordings(scope)
+            recorded += recordings(scope, config.throttled_is_failure)
             alerting += burn_alerts(scope, config.runbook_url)
-    return [r.Group("llmkpi-slo-recording", recorded), r.Group("llmkpi-slo-alerts", alerting)]
+    # one group: Prometheus evaluates a group's rules in order, so every alert reads the
+    # ratios recorded in this same evaluation (across groups the order is not fixed)
+    return [r.Group("llmkpi-slo", recorded + alerting)]

@@ -1,1 +1,1 @@
-"""The Streamlit executive view (built in a later issue)."""
+"""The Streamlit executive view."""

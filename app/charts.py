@@ -41,7 +41,7 @@ def cost_per_token(frame: pd.DataFrame) -> Chart:
     """$ per million tokens over periods: a colour per model, a dash per kind."""
     return alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X("period:O", title=None, sort=sorted(set(frame["period"]))),
-        y=alt.Y("dollars_per_million:Q", title="$ per million tokens"),
+        y=alt.Y("dollars_per_million:Q", title="$ per million tokens, fully loaded"),
         color=alt.Color("model:N", title="model", legend=alt.Legend(labelLimit=320)),
         strokeDash=alt.StrokeDash("kind:N", title="tokens", sort=["blended", "input", "output"],
                                   legend=alt.Legend(symbolType="stroke")),

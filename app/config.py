@@ -42,6 +42,7 @@ class PageConfig:
     slos: tuple[SloTarget, ...] = ()
     live: tuple[LiveQuery, ...] = ()
     history: int = 6  # periods shown in the cost-over-time chart and the sparklines
+    throttled_is_failure: bool = False  # the SLO config's availability switch (429s)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -53,7 +54,8 @@ class PageConfig:
                    prometheus_url=doc.get("prometheus_url"),
                    slos=tuple(SloTarget(**s) for s in doc.get("slos", [])),
                    live=tuple(LiveQuery(**q) for q in doc.get("live", [])),
-                   history=int(doc.get("history", 6)))
+                   history=int(doc.get("history", 6)),
+                   throttled_is_failure=bool(doc.get("throttled_is_failure", False)))
 
     @classmethod
     def from_argv(cls, argv: list[str]) -> PageConfig:

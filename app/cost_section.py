@@ -21,15 +21,24 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
                 icon=":material/payments:")
         return
     with st.container(key="cost-summary"):
-        bill, idle, spent, util = st.columns(4)
+        bill, idle, per_m, util = st.columns(4)
         bill.metric("GPU bill", _money(view.bill), help="the whole fleet for the period")
         idle.metric("Idle cost", _money(view.idle),
                     f"{view.idle / view.bill:.0%} of the bill" if view.bill else None,
                     delta_color="off", help="provisioned GPU time no request used")
-        spent.metric("Spent by the selection" if filtered else "Allocated to requests",
-                     _money(view.spent), help="requests priced by their GPU time")
+        loaded, busy = (view.fleet_per_million["fully_loaded"],
+                        view.fleet_per_million["busy_time"])
+        per_m.metric("$ per million tokens, fully loaded",
+                     f"${loaded:,.4f}" if loaded is not None else "-",
+                     f"busy-time ${busy:,.4f}" if busy is not None else None,
+                     delta_color="off",
+                     help="fully loaded: the GPU bill, idle included, ÷ tokens served (what a"
+                          " CFO reads); busy-time: only the GPU time requests used ÷ tokens")
         util.metric("GPU busy", f"{view.utilization:.1%}" if view.utilization is not None
                     else "-", help="busy GPU-seconds / provisioned GPU-seconds")
+    if filtered:
+        st.caption(f"The selection spent {_money(view.spent_loaded)} fully loaded"
+                   f" ({_money(view.spent)} of busy GPU time).")
     if view.unpriced:
         st.caption(f"{view.unpriced:,} requests ran on pods with no price in the GPU"
                    f" inventory and are not counted: `{GPU_IMPORT}` with those pods")
@@ -47,17 +56,22 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
     tabs = st.tabs(["by tenant", "by feature", "by model"])
     for tab, frame in zip(tabs, (view.tenants, view.features, view.models), strict=True):
         with tab:
-            st.altair_chart(charts.bars(frame, "cost", "GPU cost"), width="stretch")
-    st.dataframe(view.models[["name", "input_per_m", "output_per_m", "blended_per_m",
-                              "tokens", "cost"]].rename(columns={
-                     "name": "model", "input_per_m": "$/M input", "output_per_m": "$/M output",
-                     "blended_per_m": "$/M blended"}),
-                 hide_index=True, column_config={
-                     "cost": st.column_config.NumberColumn(format="dollar"),
-                     "$/M input": st.column_config.NumberColumn(format="$%.4f"),
-                     "$/M output": st.column_config.NumberColumn(format="$%.4f"),
-                     "$/M blended": st.column_config.NumberColumn(format="$%.4f")})
-    st.markdown("**Gross margin per tenant** (revenue − GPU cost) / revenue")
+            st.altair_chart(charts.bars(frame, "loaded_cost", "GPU cost, fully loaded"),
+                            width="stretch")
+    columns = {"name": "model", "loaded_input_per_m": "$/M input",
+               "loaded_output_per_m": "$/M output", "loaded_blended_per_m": "$/M blended",
+               "busy_blended_per_m": "$/M blended, busy-time", "tokens": "tokens",
+               "loaded_cost": "cost, fully loaded", "cost": "cost, busy-time"}
+    money = {name: st.column_config.NumberColumn(format="$%.4f")
+             for name in columns.values() if name.startswith("$/M")}
+    st.dataframe(view.models[list(columns)].rename(columns=columns), hide_index=True,
+                 column_config=money | {
+                     "cost, fully loaded": st.column_config.NumberColumn(format="dollar"),
+                     "cost, busy-time": st.column_config.NumberColumn(format="dollar"),
+                     "tokens": st.column_config.NumberColumn(format="localized")})
+    basis = "fully loaded, idle shared by cost" if view.margin_basis == "fully_loaded" \
+        else "busy-time only, idle not shared"
+    st.markdown(f"**Gross margin per tenant** (revenue − GPU cost) / revenue · {basis}")
     if view.margin.empty:
         st.info(f"No revenue per tenant for {view.period.label}: `{REVENUE_IMPORT} FILE`"
                 " shows each tenant's margin here.", icon=":material/savings:")

@@ -22,13 +22,19 @@ from collectors.store import Store, normalise_url
 from collectors.tables import FinanceMonth, LedgerRow
 from kpi_mapping import cost_report, inputs, report
 from kpi_mapping.config import KpiConfig
-from kpi_mapping.cost import Allocation, by, margin_by_tenant, per_million_tokens
+from kpi_mapping.cost import (
+    Allocation,
+    NoGpuInventoryError,
+    by,
+    fleet_per_million,
+    margin_by_tenant,
+    per_million_tokens,
+)
 from kpi_mapping.data import utc
 from kpi_mapping.periods import Period, period_containing
 from kpi_mapping.report import Report, history
 
 PICKER_PERIODS = 12
-FAILED = rollup.FAILED
 GPU_IMPORT = inputs.SOURCES["gpus"][1]
 LEDGER_IMPORT = inputs.SOURCES["ledger"][1]
 REVENUE_IMPORT = inputs.SOURCES["tenant-revenue"][1]
@@ -123,14 +129,17 @@ class CostView:
     period: Period
     bill: float  # the whole fleet's GPU bill; idle is not anyone's, so filters leave both
     idle: float
-    utilization: float | None
-    spent: float  # what the filtered requests cost
+    utilization: float | None  # busy GPU-seconds / provisioned GPU-seconds (KPI 2's rule)
+    spent: float  # busy-time cost of the filtered requests
+    spent_loaded: float  # their fully loaded cost (idle shared by busy-time cost)
     requests: int
     unpriced: int
-    models: pd.DataFrame  # model, input_per_m, output_per_m, blended_per_m, cost, tokens
-    tenants: pd.DataFrame  # tenant, cost, requests, input_tokens, output_tokens
+    fleet_per_million: dict[str, float | None]  # fully_loaded, busy_time: whole selection
+    models: pd.DataFrame  # name, {loaded,busy}_{input,output,blended}_per_m, cost, tokens
+    tenants: pd.DataFrame  # name, cost (busy-time), loaded_cost, requests, tokens
     features: pd.DataFrame
-    margin: pd.DataFrame  # tenant, revenue, gpu_cost, margin (empty: no revenue known)
+    margin: pd.DataFrame  # tenant, revenue, gpu_cost, margin, basis, both bases beside
+    margin_basis: str
 
 
 def _filtered(allocation: Allocation, filters: Filters) -> Allocation:
@@ -140,14 +149,17 @@ def _filtered(allocation: Allocation, filters: Filters) -> Allocation:
         mask &= requests["tenant"].isin(filters.tenants)
     if filters.models:
         mask &= requests["model"].isin(filters.models)
-    return Allocation(requests[mask], allocation.pods)
+    return allocation if mask.all() else allocation.subset(mask)
 
 
 def _dollars(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     out = frame.rename(columns={key: "name"}).copy()
     out["cost"] = out["cents"].astype("float64") / 100
-    return out.drop(columns=["cents", "input_cents", "output_cents"]).sort_values(
-        "cost", ascending=False, ignore_index=True)
+    out["loaded_cost"] = out["loaded_cents"].astype("float64") / 100
+    dropped = [c for c in out.columns if c.endswith("_cents") or c.endswith("_nano")
+               or c in ("cents",)]
+    return out.drop(columns=dropped).sort_values("loaded_cost", ascending=False,
+                                                 ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -162,48 +174,53 @@ class Priced:
 
 def priced(store: Store, period: Period) -> Priced | None:
     """The period's GPU bill allocated to its requests; None when no GPU inventory is
-    imported."""
+    imported (any other problem is raised: it is not an empty state)."""
     try:
         allocation, revenue = cost_report.compute(store, period)
-    except ValueError:
+    except NoGpuInventoryError:
         return None
     return Priced(period, allocation, revenue)
 
 
-def cost(whole: Priced | None, filters: Filters) -> CostView | None:
+def cost(whole: Priced | None, filters: Filters,
+         margin_basis: str = "fully_loaded") -> CostView | None:
     """The period's GPU cost and where it went, for the selected tenants and models."""
     if whole is None:
         return None
     full, revenue = whole.allocation, whole.revenue
     allocation = _filtered(full, filters)
-    priced_rows = allocation.requests["cents"].notna()
-    pods = full.pods
-    provisioned = float(pods["provisioned_s"].sum())
+    priced_rows = allocation.requests["input_nano"].notna()
     models = per_million_tokens(allocation)
     models["tokens"] = models["input_tokens"] + models["output_tokens"]
-    margin = pd.DataFrame(columns=["tenant", "revenue", "gpu_cost", "margin"])
+    margin = pd.DataFrame(columns=["tenant", "revenue", "gpu_cost", "margin", "basis"])
     if not revenue.empty:
         if filters.tenants:
             revenue = revenue[revenue["tenant"].isin(filters.tenants)]
-        margin = margin_by_tenant(allocation, revenue)
+        margin = margin_by_tenant(allocation, revenue, margin_basis)
     return CostView(
         period=whole.period, bill=full.bill_cents / 100, idle=full.idle_cents / 100,
-        utilization=float(pods["busy_s"].sum()) / provisioned if provisioned else None,
-        spent=float(allocation.requests.loc[priced_rows, "cents"].sum()) / 100,
+        utilization=cost_report.utilization(full),
+        spent=allocation.allocated_cents / 100, spent_loaded=allocation.bill_cents / 100,
         requests=len(allocation.requests), unpriced=int((~priced_rows).sum()),
+        fleet_per_million=fleet_per_million(allocation),
         models=_dollars(models, "model"), tenants=_dollars(by(allocation, "tenant"), "tenant"),
-        features=_dollars(by(allocation, "feature"), "feature"), margin=margin)
+        features=_dollars(by(allocation, "feature"), "feature"), margin=margin,
+        margin_basis=margin_basis)
+
+
+COST_KINDS = ("input", "output", "blended")
 
 
 def cost_history(views: Sequence[CostView | None]) -> pd.DataFrame:
-    """$ per million tokens per period, model and kind (input / output / blended)."""
+    """Fully loaded $ per million tokens per period, model and kind (input / output /
+    blended): the bill, idle included, over the tokens served."""
     rows = []
     for view in views:
         if view is None:
             continue
         for item in view.models.to_dict("records"):
-            for kind in ("input", "output", "blended"):
-                value = item[f"{kind}_per_m"]
+            for kind in COST_KINDS:
+                value = item[f"loaded_{kind}_per_m"]
                 if value is not None and not pd.isna(value):
                     rows.append({"period": view.period.label, "start": view.period.start,
                                  "model": item["name"], "kind": kind,
@@ -214,8 +231,8 @@ def cost_history(views: Sequence[CostView | None]) -> pd.DataFrame:
 
 # --- serving health --------------------------------------------------------------------------
 
-SERVING_COLUMNS = ("arrival", "tenant", "model", "outcome", "time_to_first_token",
-                   "mean_inter_token_latency", "output_tokens")
+SERVING_COLUMNS = ("arrival", "tenant", "model", "outcome", "http_status",
+                   "time_to_first_token", "mean_inter_token_latency", "output_tokens")
 
 
 def requests(store: Store, period: Period, filters: Filters) -> pd.DataFrame:
@@ -254,13 +271,23 @@ def _p95(values: pd.Series) -> float | None:
     return float(np.quantile(values.to_numpy(dtype="float64"), 0.95)) if len(values) else None
 
 
-def slo_status(frame: pd.DataFrame, target: SloTarget) -> SloStatus:
+def failed(frame: pd.DataFrame, throttled_is_failure: bool) -> pd.Series:
+    """Ledger rows that count against availability (rollup.server_failures: server-side
+    failures, and 429s where configured)."""
+    return pd.Series(rollup.server_failures(frame["outcome"].to_numpy(dtype=object),
+                                            frame["http_status"].to_numpy(dtype=object),
+                                            throttled_is_failure), index=frame.index)
+
+
+def slo_status(frame: pd.DataFrame, target: SloTarget,
+               throttled_is_failure: bool = False) -> SloStatus:
     """Good and bad events from ledger rows, as the recording rules count them live:
-    availability — failed / requests not cancelled; TTFT — first token later than the
-    threshold; ITL — token gaps, each request's gaps judged by its mean gap."""
+    availability — server-side failures / requests not cancelled; TTFT — first token later
+    than the threshold; ITL — token gaps, each request's gaps judged by its mean gap."""
     if target.sli == "availability":
         valid = frame[frame["outcome"] != "cancelled"]
-        events, bad = float(len(valid)), float(valid["outcome"].isin(FAILED).sum())
+        events = float(len(valid))
+        bad = float(failed(valid, throttled_is_failure).sum())
     elif target.sli == "ttft":
         ttft = frame["time_to_first_token"].dropna()
         events, bad = float(len(ttft)), float((ttft > (target.threshold_seconds or 0)).sum())
@@ -277,7 +304,7 @@ def slo_status(frame: pd.DataFrame, target: SloTarget) -> SloStatus:
 
 
 def serving(store: Store, period: Period, filters: Filters,
-            slos: Sequence[SloTarget]) -> ServingView:
+            slos: Sequence[SloTarget], throttled_is_failure: bool = False) -> ServingView:
     frame = requests(store, period, filters)
     daily = pd.DataFrame(columns=["day", "ttft_p95", "itl_p95", "requests"])
     if not frame.empty:
@@ -287,7 +314,7 @@ def serving(store: Store, period: Period, filters: Filters,
             "itl_p95": days["mean_inter_token_latency"].quantile(0.95),
             "requests": days.size()}).reset_index()
     return ServingView(
-        requests=len(frame), failed=int(frame["outcome"].isin(FAILED).sum()),
+        requests=len(frame), failed=int(failed(frame, throttled_is_failure).sum()),
         ttft_p95=_p95(frame["time_to_first_token"]),
         itl_p95=_p95(frame["mean_inter_token_latency"]), daily=daily,
-        slos=[slo_status(frame, s) for s in slos])
+        slos=[slo_status(frame, s, throttled_is_failure) for s in slos])

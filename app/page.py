@@ -3,6 +3,7 @@ cost per token and serving health. Reads are cached for a minute per period and 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,8 @@ def _choices(url: str) -> tuple[list[str], list[str]]:
 
 
 @st.cache_data(ttl=TTL, show_spinner="Computing the 19 KPIs…")
-def _report(url: str, period: Period, config_path: str | None) -> Report:
-    return data.kpi_report(_store(url), period, _kpi_config(config_path))
+def _report(url: str, period: Period, config_path: str | None, throttled: bool) -> Report:
+    return data.kpi_report(_store(url), period, _kpi_config(config_path, throttled))
 
 
 @st.cache_data(ttl=TTL, show_spinner="Allocating the GPU bill…")
@@ -45,20 +46,23 @@ def _priced(url: str, period: Period) -> data.Priced | None:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def _cost(url: str, period: Period, filters: data.Filters,
-          history: int) -> tuple[data.CostView | None, Any]:
-    views = [data.cost(_priced(url, p), filters) for p in report_history(period, history)]
+def _cost(url: str, period: Period, filters: data.Filters, history: int,
+          margin_basis: str) -> tuple[data.CostView | None, Any]:
+    views = [data.cost(_priced(url, p), filters, margin_basis)
+             for p in report_history(period, history)]
     return views[-1], data.cost_history(views)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _serving(url: str, period: Period, filters: data.Filters,
              config: PageConfig) -> data.ServingView:
-    return data.serving(_store(url), period, filters, config.slos)
+    return data.serving(_store(url), period, filters, config.slos,
+                        config.throttled_is_failure)
 
 
-def _kpi_config(path: str | None) -> kpi_config.KpiConfig:
-    return kpi_config.load(Path(path)) if path else kpi_config.KpiConfig()
+def _kpi_config(path: str | None, throttled: bool = False) -> kpi_config.KpiConfig:
+    loaded = kpi_config.load(Path(path)) if path else kpi_config.KpiConfig()
+    return replace(loaded, throttled_is_failure=throttled)
 
 
 def _sidebar(config: PageConfig) -> tuple[Period, data.Filters]:
@@ -98,12 +102,13 @@ def main(config: PageConfig) -> None:
     if pending:
         st.caption(f"{pending:,} requests arrived after the last roll-up and are not in the"
                    " KPIs yet; `llmkpi kpi report` (or restarting `llmkpi app`) adds them.")
-    report = _report(config.database, period, config.kpi_config)
+    report = _report(config.database, period, config.kpi_config, config.throttled_is_failure)
     kpi_sections.render_north_star(report, kpis)
     st.divider()
     kpi_sections.render_scorecard(report, config.history)
     st.divider()
-    view, history = _cost(config.database, period, filters, config.history)
+    view, history = _cost(config.database, period, filters, config.history,
+                          kpis.margin_basis)
     cost_section.render(view, history, filters.active())
     st.divider()
     readings = live.read(config.prometheus_url, config.live) if config.prometheus_url \

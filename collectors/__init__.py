@@ -1,1 +1,1 @@
-"""Bring data in and keep it: the store, the ledger and the importers (built in a later issue)."""
+"""Bring data in and keep it: the store, the ledger and the importers."""

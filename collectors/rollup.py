@@ -23,6 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from collectors.store import Store
 from collectors.tables import LedgerHour, LedgerRow, RollupState
+from engine_shim.records import SERVER_FAILURE_OUTCOMES, THROTTLED_STATUS
 
 NAME = "ledger_hour"
 HOUR = 3600.0
@@ -31,7 +32,7 @@ LATENCY_BOUNDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75,
                   2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 LONGEST_REQUEST = 3600.0  # seconds of a request before its hour that can still overlap it
 CHUNK_HOURS = 24 * 30  # recompute 30 days at a time: bounded memory on a year of rows
-FAILED = ("error", "rejected")
+FAILED = SERVER_FAILURE_OUTCOMES  # availability's rule: server-side failures only
 
 Progress = Callable[[str], None]
 LEDGER: Table = LedgerRow.__table__  # type: ignore[attr-defined]
@@ -45,6 +46,16 @@ def epoch(column: ColumnElement[Any], dialect: str) -> ColumnElement[float]:
     if dialect == "sqlite":
         return (func.julianday(column) - literal(2440587.5)) * literal(86400.0)
     return cast(func.extract("epoch", column), Float)
+
+
+def server_failures(outcomes: np.ndarray, statuses: np.ndarray,
+                    throttled_is_failure: bool = False) -> np.ndarray:
+    """Which requests count against availability (engine_shim.records.is_server_failure,
+    vectorised): outcome error, and a 429 where the config says so."""
+    bad = np.isin(outcomes, SERVER_FAILURE_OUTCOMES)
+    if throttled_is_failure:
+        bad |= statuses == THROTTLED_STATUS
+    return np.asarray(bad, dtype=bool)
 
 
 def _hour_floor(seconds: float) -> float:
@@ -103,7 +114,7 @@ def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: floa
     c = LEDGER.c
     rows = conn.execute(
         select(epoch(c.arrival, dialect), c.outcome, c.queue_time, c.e2e_latency,
-               c.time_to_first_token, c.prompt_tokens, c.output_tokens)
+               c.time_to_first_token, c.prompt_tokens, c.output_tokens, c.http_status)
         .where(c.pod == pod, c.arrival >= lo, c.arrival < hi)).all()
     conn.execute(delete(HOURS).where(
         HOURS.c.pod == pod, HOURS.c.hour >= datetime.fromtimestamp(start, UTC),
@@ -114,6 +125,8 @@ def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: floa
     when = np.asarray(columns[0], dtype="float64")
     failed = np.isin(np.asarray(columns[1], dtype=object), FAILED)
     ok = np.asarray(columns[1], dtype=object) == "ok"
+    cancelled = np.asarray(columns[1], dtype=object) == "cancelled"
+    throttled = np.asarray(columns[7], dtype=object) == THROTTLED_STATUS
 
     def floats(values: tuple[object, ...]) -> np.ndarray:
         return np.array(values, dtype="float64")  # None becomes NaN
@@ -139,12 +152,15 @@ def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: floa
 
     requests = np.bincount(slot, minlength=hours)[:hours]
     oks, fails = per_hour(ok[inside].astype(float)), per_hour(failed[inside].astype(float))
+    throttles = per_hour(throttled[inside].astype(float))
+    cancels = per_hour(cancelled[inside].astype(float))
     tokens_in, tokens_out = per_hour(prompt[inside]), per_hour(output[inside])
     ttft_counts, e2e_counts = counts(ttft[inside]), counts(e2e[inside])
     out = []
     for h in np.flatnonzero((requests > 0) | (busy > 0)):
         out.append({"pod": pod, "hour": datetime.fromtimestamp(start + h * HOUR, UTC),
                     "requests": int(requests[h]), "ok": int(oks[h]), "failed": int(fails[h]),
+                    "throttled": int(throttles[h]), "cancelled": int(cancels[h]),
                     "input_tokens": int(tokens_in[h]), "output_tokens": int(tokens_out[h]),
                     "busy_seconds": float(busy[h]),
                     "ttft_counts": json.dumps(ttft_counts[h].tolist()),

@@ -233,7 +233,9 @@ class LedgerHour(SQLModel, table=True):
     hour: datetime = Field(sa_column=utc_column(primary_key=True))
     requests: int
     ok: int
-    failed: int  # outcome error or rejected (client cancellations are neither)
+    failed: int  # server-side failures: outcome error (engine_shim.records.is_server_failure)
+    throttled: int = 0  # answered 429 (counted as failures only where configured)
+    cancelled: int = 0  # given up by the client: neither good nor bad for availability
     input_tokens: int
     output_tokens: int
     busy_seconds: float

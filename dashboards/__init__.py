@@ -1,1 +1,1 @@
-"""Generated Grafana dashboards (built in a later issue)."""
+"""Generated Grafana dashboards."""

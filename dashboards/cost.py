@@ -14,7 +14,7 @@ from exporters import catalog as c
 
 UID = "llmkpi-cost"
 VARS = ("model", "tenant", "feature")
-BLENDED = 'token_kind="blended"'
+BLENDED = 'token_kind="blended",basis="fully_loaded"'
 MARGIN_STEPS: p.Steps = [{"color": "red", "value": None}, {"color": "orange", "value": 0.0},
                 {"color": "green", "value": 0.5}]
 
@@ -39,14 +39,14 @@ def build() -> g.Dashboard:
         f"sum({_sel(c.GPU_IDLE_COST)})", f"sum({_sel(c.GPU_BILL)})"))], "percentunit",
         thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 0.4},
                     {"color": "red", "value": 0.7}], graph=False), w=6, h=4)
-    lay.add(p.stat("Blended $ / M tokens", [p.Query(
-        f"avg({_sel(c.COST_PER_MILLION_TOKENS, BLENDED)})")],
-        "currencyUSD", "Mean over models of GPU dollars per million tokens, input and"
-        " output together.", decimals=3, graph=False), w=6, h=4)
+    lay.add(p.stat("$ / M tokens, fully loaded (dearest model)", [p.Query(
+        f"max({_sel(c.COST_PER_MILLION_TOKENS, BLENDED)})")],
+        "currencyUSD", "The highest over models of the GPU bill, idle included, per million"
+        " tokens served (input and output together).", decimals=3, graph=False), w=6, h=4)
 
     lay.add(p.row("Cost per token"))
     lay.add(p.timeseries("$ per million tokens by model", [p.Query(
-        _sel(c.COST_PER_MILLION_TOKENS), "{{model}} {{token_kind}}")], "currencyUSD",
+        _sel(c.COST_PER_MILLION_TOKENS), "{{model}} {{token_kind}} {{basis}}")], "currencyUSD",
         c.COST_PER_MILLION_TOKENS.help), w=24)
 
     lay.add(p.row("Who spent it"))

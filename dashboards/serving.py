@@ -24,7 +24,7 @@ def _tokens(by: tuple[str, ...] = ()) -> list[p.Query]:
 
 
 def _errors() -> str:
-    bad = q.rate_sum(c.REQUESTS, VARS, extra='outcome=~"error|rejected"')
+    bad = q.rate_sum(c.REQUESTS, VARS, extra=c.SERVER_FAILURE_MATCHER)
     # No error series at all is a ratio of 0, not no data.
     return q.ratio(f"({bad} or vector(0))",
                    q.rate_sum(c.REQUESTS, VARS, extra='outcome!="cancelled"'))

@@ -8,10 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+from engine_shim.records import SERVER_FAILURE_OUTCOMES, THROTTLED_STATUS
+
 MetricType = Literal["counter", "gauge", "histogram"]
 
 PREFIX = "llmkpi_"
 REQUEST_LABELS = ("model", "tenant", "feature")
+# The availability rule of engine_shim.records as label matchers on REQUESTS, for PromQL
+SERVER_FAILURE_MATCHER = 'outcome=~"' + "|".join(SERVER_FAILURE_OUTCOMES) + '"'
+THROTTLED_MATCHER = f'code="{THROTTLED_STATUS}"'
 ENGINE_LABELS = ("engine", "model")
 
 
@@ -90,8 +95,8 @@ REQUEST_QUEUE_TIME = _m(
     REQUEST_LABELS, QUEUE_BUCKETS)
 REQUESTS = _m(
     "requests_total", "counter", "requests",
-    "Inference requests finished, by outcome: ok, error, cancelled, rejected.",
-    (*REQUEST_LABELS, "outcome"))
+    "Inference requests finished, by outcome (ok, error, cancelled, rejected) and HTTP status"
+    " code.", (*REQUEST_LABELS, "outcome", "code"))
 PROMPT_TOKENS = _m(
     "prompt_tokens_total", "counter", "tokens",
     "Prompt tokens of finished requests, as the engine's usage reported them.",
@@ -191,8 +196,9 @@ ENGINEER_PRODUCTIVITY = _m(
     "Revenue attributable to shipped features per year per average engineer.", ())
 COST_PER_MILLION_TOKENS = _m(
     "gpu_cost_per_million_tokens_dollars", "gauge", "dollars",
-    "GPU dollars per million tokens by model; token_kind is input, output or blended.",
-    ("model", "token_kind"))
+    "GPU dollars per million tokens by model; token_kind is input, output or blended; basis"
+    " fully_loaded is the bill with idle ÷ tokens, busy_time the GPU time requests used ÷"
+    " tokens.", ("model", "token_kind", "basis"))
 GPU_BILL = _m(
     "gpu_bill_dollars", "gauge", "dollars",
     "The period's GPU bill from the inventory (allocated + idle).", ())
@@ -201,14 +207,16 @@ GPU_IDLE_COST = _m(
     "The part of the period's GPU bill no request used.", ())
 TENANT_GPU_COST = _m(
     "tenant_gpu_cost_dollars", "gauge", "dollars",
-    "GPU dollars allocated to the tenant's requests in the period.", ("tenant",))
+    "GPU dollars of the tenant's requests in the period, fully loaded (their GPU time plus"
+    " their share of idle, by cost).", ("tenant",))
 FEATURE_GPU_COST = _m(
     "feature_gpu_cost_dollars", "gauge", "dollars",
-    "GPU dollars allocated to the feature's requests in the period.", ("feature",))
+    "GPU dollars of the feature's requests in the period, fully loaded (their GPU time plus"
+    " their share of idle, by cost).", ("feature",))
 TENANT_GROSS_MARGIN = _m(
     "tenant_gross_margin_ratio", "gauge", "ratio",
-    "(revenue - GPU cost) / revenue of the tenant in the period, where revenue is known.",
-    ("tenant",))
+    "(revenue - GPU cost) / revenue of the tenant in the period, where revenue is known; GPU"
+    " cost on the KPI config's margin_basis (fully loaded unless set).", ("tenant",))
 KPI_REFRESHED = _m(
     "kpi_refresh_timestamp_seconds", "gauge", "seconds",
     "Unix time the KPI gauges were last computed from the store.", ())

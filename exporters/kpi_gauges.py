@@ -37,7 +37,7 @@ class KpiSnapshot:
     kpis: list[KpiSample]
     revenue_per_employee: float | None = None
     engineer_productivity: float | None = None
-    cost_per_million: list[tuple[str, str, float]] = field(default_factory=list)
+    cost_per_million: list[tuple[str, str, str, float]] = field(default_factory=list)
     gpu_bill: float | None = None
     idle_cost: float | None = None
     tenant_cost: dict[str, float] = field(default_factory=dict)
@@ -91,8 +91,8 @@ class KpiCollector(Collector):
                 yield catalog_family(spec, value=value)
         spec_m = catalog.COST_PER_MILLION_TOKENS
         per_m = catalog_family(spec_m, spec_m.labels)
-        for model, kind, value in snap.cost_per_million:
-            per_m.add_metric([model, kind], value)
+        for model, kind, basis, value in snap.cost_per_million:
+            per_m.add_metric([model, kind, basis], value)
         yield per_m
         for spec, values in ((catalog.TENANT_GPU_COST, snap.tenant_cost),
                              (catalog.FEATURE_GPU_COST, snap.feature_cost),

@@ -64,7 +64,8 @@ class PrometheusSink:
         labels = (self._bounded("model", record.model), self._bounded("tenant", record.tenant),
                   self._bounded("feature", record.feature))
         exemplar = {"trace_id": record.trace_id} if record.trace_id else None
-        self._count(catalog.REQUESTS, (*labels, record.outcome), 1, exemplar)
+        self._count(catalog.REQUESTS, (*labels, record.outcome, str(record.http_status)), 1,
+                    exemplar)
         self._observe(catalog.E2E_REQUEST_LATENCY, (*labels, record.outcome),
                       [record.e2e_latency], exemplar)
         ttft = record.time_to_first_token

@@ -1,1 +1,1 @@
-"""Turn data into KPIs: the 19 CEO-to-CTO mappings and cost per token (built in a later issue)."""
+"""Turn data into KPIs: the 19 CEO-to-CTO mappings and cost per token."""

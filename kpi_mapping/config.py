@@ -11,6 +11,7 @@ makes differently. An invalid file stops with the file, line and key that is wro
     correlation_periods: 8      # how many periods the correlation looks back
     engineering_teams: [inference, platform]   # team attrition (KPI 14); default: tech teams
     replacement_cost_share: 0.5 # of a leaver's yearly loaded cost (KPI 18)
+    margin_basis: fully_loaded  # gross margin per tenant: fully_loaded (idle shared) or busy_time
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from kpi_mapping.mappings import MAPPINGS, Bands, Mapping, Range
 
 VERSION = 1
 SETTINGS = ("slo_ttft_seconds", "correlation_periods", "engineering_teams",
-            "replacement_cost_share")
+            "replacement_cost_share", "margin_basis")
+MARGIN_BASES = ("fully_loaded", "busy_time")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class KpiConfig:
     correlation_periods: int = 8
     engineering_teams: tuple[str, ...] | None = None
     replacement_cost_share: float = 0.5
+    margin_basis: str = "fully_loaded"  # or busy_time: the margin per tenant shown first
+    # set from the SLO config by the command (one switch for KPI 7, the page and the rules)
+    throttled_is_failure: bool = False
 
     def bands_for(self, mapping: Mapping) -> Bands | None:
         return self.bands.get(mapping.id, mapping.bands)
@@ -154,6 +159,11 @@ def load(path: Path) -> KpiConfig:
             if not isinstance(node.value, int) or isinstance(node.value, bool) \
                     or not 4 <= node.value <= 60:
                 raise read.fail(node, key, f"expected a whole number from 4 to 60, got"
+                                           f" {node.value!r}")
+            settings[key] = node.value
+        elif key == "margin_basis":
+            if node.value not in MARGIN_BASES:
+                raise read.fail(node, key, f"expected {' or '.join(MARGIN_BASES)}, got"
                                            f" {node.value!r}")
             settings[key] = node.value
         elif key == "engineering_teams":

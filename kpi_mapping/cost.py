@@ -1,60 +1,138 @@
 """GPU-dollar cost per token: the period's GPU bill, allocated to requests, idle on its own line.
 
-Per pod: the bill is GPU-hours × $/GPU-hour over the inventory rows that overlap the period.
-The used part is the bill × busy time / provisioned time, where busy time is the union of the
-pod's requests' engine intervals (a batch of concurrent requests occupies the GPU once, not
-once per request). The used part is split among the pod's requests by measured prefill +
-decode time (OpenCost's compute-time method), prefill scaled down by the share of prompt
-tokens served from the prefix cache. The rest of the bill is idle. Amounts are whole cents
-split by largest remainder, so the parts plus idle add back to the bill exactly.
+The inventory is a set of price regimes: one row per pod and span of time with a GPU count
+and a $/GPU-hour. Per regime: bill = hours × count × price; busy GPU-seconds = the busy
+clock-seconds inside the regime (the union of the pod's requests' engine intervals — a batch
+of concurrent requests occupies the GPUs once, not once per request) × the count in force.
+The busy part of the regime's bill (bill × busy / provisioned) is split among the requests
+that ran in it by measured prefill + decode time (OpenCost's compute-time method), prefill
+scaled down by the share of prompt tokens served from the prefix cache. The rest is idle.
+Every amount is kept in integer nano-dollars (kpi_mapping/money.py); cents appear only where
+a grouping is presented, by largest remainder, so every grouping plus idle is the bill.
+
+Fully loaded cost shares each pod's idle over all priced requests in proportion to their
+busy-time cost (OpenCost's "share idle"), so it adds up to the whole bill.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 
+from kpi_mapping.money import NANO_PER_DOLLAR, dollars_to_nano, split_exact, to_cents
+
 LEDGER_COLUMNS = ("pod", "model", "tenant", "feature", "arrival", "finish", "outcome",
                   "time_to_first_token", "e2e_latency", "queue_time", "prefill_time",
                   "decode_time", "prompt_tokens", "cached_prompt_tokens", "output_tokens")
+NANO_COLUMNS = ("input_nano", "output_nano", "loaded_input_nano", "loaded_output_nano")
+REGIME_COLUMNS = ("pod", "start", "end", "gpu_count", "dollars_per_gpu_hour", "bill_nano",
+                  "provisioned_gpu_s")
+
+
+class NoGpuInventoryError(ValueError):
+    """The store holds no GPU inventory, so there is no bill to allocate."""
+
+    def __init__(self) -> None:
+        super().__init__("no GPU inventory in the store: `llmkpi import gpus FILE` first"
+                         " (docs/imports.md)")
 
 
 @dataclass(frozen=True)
 class Allocation:
-    """Per-request cost (cents, input and output parts) and the bill per pod."""
+    """Per-request cost (nano-dollars; NA on unpriced requests) and the bill per pod.
 
-    requests: pd.DataFrame  # ledger columns + input_cents, output_cents, cents (NA: unpriced)
-    pods: pd.DataFrame  # pod, bill_cents, allocated_cents, idle_cents, busy_s, provisioned_s
+    `requests`: ledger columns + input_nano, output_nano (busy-time cost) and
+    loaded_input_nano, loaded_output_nano (fully loaded: idle shared).
+    `pods`: pod, bill_cents, allocated_cents, idle_cents, busy_gpu_s, provisioned_gpu_s.
+    `allocated_cents` / `bill_cents`: the totals every grouping of `requests` adds up to.
+    """
 
-    @property
-    def bill_cents(self) -> int:
-        return int(self.pods["bill_cents"].sum())
+    requests: pd.DataFrame
+    pods: pd.DataFrame
+    allocated_cents: int
+    bill_cents: int
 
     @property
     def idle_cents(self) -> int:
         return int(self.pods["idle_cents"].sum())
 
+    @property
+    def priced(self) -> pd.DataFrame:
+        return self.requests[self.requests["input_nano"].notna()]
 
-def pod_bills(gpus: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
-    """Bill = Σ overlap hours × gpu_count × $/GPU-hour per pod (inventory rows may change
-    price or count inside the period). Provisioned seconds count GPU-seconds."""
+    def subset(self, mask: pd.Series) -> Allocation:
+        """The requests under mask; their groupings add up to their own rounded totals."""
+        part = self.requests[mask]
+        priced = part[part["input_nano"].notna()]
+        busy = int(priced["input_nano"].sum() + priced["output_nano"].sum())
+        loaded = int(priced["loaded_input_nano"].sum() + priced["loaded_output_nano"].sum())
+        return replace(self, requests=part, allocated_cents=int(to_cents(np.array([busy]))[0]),
+                       bill_cents=int(to_cents(np.array([loaded]))[0]))
+
+
+def regimes(gpus: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
+    """The inventory rows that overlap [start, end), clipped to it, with their bill in
+    nano-dollars (exact decimal arithmetic on the listed price) and GPU-seconds."""
     rows = []
-    for pod, group in gpus.groupby("pod", sort=True):
-        dollars = provisioned = 0.0
-        for item in group.to_dict("records"):
-            valid_to = item["valid_to"] if pd.notna(item["valid_to"]) else end
-            lo = max(pd.Timestamp(item["valid_from"]), pd.Timestamp(start))
-            hi = min(pd.Timestamp(valid_to), pd.Timestamp(end))
-            seconds = max(0.0, (hi - lo).total_seconds())
-            gpus_held = float(item["gpu_count"])
-            dollars += seconds / 3600 * gpus_held * float(item["dollars_per_gpu_hour"])
-            provisioned += seconds * gpus_held
-        rows.append({"pod": str(pod), "bill_cents": round(dollars * 100),
-                     "provisioned_s": provisioned})
-    return pd.DataFrame(rows, columns=["pod", "bill_cents", "provisioned_s"])
+    lo_period, hi_period = pd.Timestamp(start), pd.Timestamp(end)
+    for item in gpus.sort_values(["pod", "valid_from"], kind="stable").to_dict("records"):
+        valid_to = item["valid_to"] if pd.notna(item["valid_to"]) else hi_period
+        lo = max(pd.Timestamp(item["valid_from"]), lo_period)
+        hi = min(pd.Timestamp(valid_to), hi_period)
+        if hi <= lo:
+            continue
+        seconds = Decimal((hi - lo).total_seconds()).quantize(Decimal("0.000001"))
+        count = int(item["gpu_count"])
+        price = Decimal(str(item["dollars_per_gpu_hour"]))
+        rows.append({"pod": str(item["pod"]), "start": lo, "end": hi, "gpu_count": count,
+                     "dollars_per_gpu_hour": float(price),
+                     "bill_nano": dollars_to_nano(seconds * count * price / 3600),
+                     "provisioned_gpu_s": float(seconds) * count})
+    frame = pd.DataFrame(rows, columns=list(REGIME_COLUMNS))
+    _refuse_overlaps(frame)
+    return frame
+
+
+def _refuse_overlaps(frame: pd.DataFrame) -> None:
+    """Two open price rows for one pod would bill its GPUs twice: never sum them."""
+    for pod, group in frame.groupby("pod", sort=True):
+        ends, starts = group["end"].to_numpy()[:-1], group["start"].to_numpy()[1:]
+        clash = np.flatnonzero(starts < ends)
+        if len(clash):
+            at = group.iloc[clash[0] + 1]
+            raise ValueError(f"GPU inventory of pod {pod}: a row from {at['start']} overlaps"
+                             " the row before it (one price per pod at a time)")
+
+
+def _epoch(values: pd.Series) -> np.ndarray:
+    return (values.astype("datetime64[ns, UTC]").astype("int64") / 1e9).to_numpy(
+        dtype="float64")
+
+
+def busy_gpu_seconds(spans: pd.DataFrame, regime_frame: pd.DataFrame) -> np.ndarray:
+    """Busy GPU-seconds of each regime: Σ over the pod's busy spans of busy seconds × the
+    span's share inside the regime × the regime's GPU count.
+
+    `spans` (pod, start, end, busy_s in epoch seconds) are the exact busy blocks of the raw
+    ledger (busy_s = end − start) or the roll-up's pod-hours (busy time spread evenly over
+    the hour). Both KPI 2 and the cost allocation count busy time with this one function.
+    """
+    out = np.zeros(len(regime_frame))
+    for index, regime in enumerate(regime_frame.to_dict("records")):
+        mine = spans[spans["pod"] == regime["pod"]]
+        if mine.empty:
+            continue
+        lo, hi = regime["start"].timestamp(), regime["end"].timestamp()
+        s, e = mine["start"].to_numpy(dtype="float64"), mine["end"].to_numpy(dtype="float64")
+        length = np.maximum(e - s, 1e-12)
+        share = np.clip(np.minimum(e, hi) - np.maximum(s, lo), 0, None) / length
+        clock = float(np.sum(mine["busy_s"].to_numpy(dtype="float64") * share))
+        out[index] = min(clock, hi - lo) * regime["gpu_count"]
+    return out
 
 
 def engine_times(ledger: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -71,105 +149,186 @@ def engine_times(ledger: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return (prefill * uncached).fillna(0.0), decode.fillna(0.0)
 
 
-def busy_seconds(starts: np.ndarray, ends: np.ndarray) -> float:
-    """Length of the union of [start, end) intervals (sorted sweep, vectorised)."""
-    if len(starts) == 0:
-        return 0.0
-    order = np.argsort(starts, kind="stable")
-    s, e = starts[order], ends[order]
-    reach = np.maximum.accumulate(e)
-    new_block = np.empty(len(s), dtype=bool)
-    new_block[0] = True
-    new_block[1:] = s[1:] > reach[:-1]
-    block_start = s[new_block]
-    block_end = np.maximum.reduceat(e, np.flatnonzero(new_block))
-    return float(np.sum(block_end - block_start))
-
-
-def split_cents(total: int, weights: np.ndarray) -> np.ndarray:
-    """Whole cents proportional to weights, summing to total exactly (largest remainder)."""
-    if total == 0 or len(weights) == 0:
-        return np.zeros(len(weights), dtype=np.int64)
-    weight_sum = float(weights.sum())
-    if weight_sum <= 0:
-        weights = np.ones(len(weights))
-        weight_sum = float(len(weights))
-    exact = weights / weight_sum * total
-    floor = np.floor(exact).astype(np.int64)
-    short = total - int(floor.sum())
-    if short:
-        floor[np.argsort(-(exact - floor), kind="stable")[:short]] += 1
-    return floor
+def busy_blocks(pods: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pd.DataFrame:
+    """The union of each pod's [start, end) engine intervals as disjoint blocks."""
+    frames = []
+    for pod in sorted(set(pods.tolist())):
+        mask = pods == pod
+        s, e = starts[mask], ends[mask]
+        keep = e > s
+        s, e = s[keep], e[keep]
+        if not len(s):
+            continue
+        order = np.argsort(s, kind="stable")
+        s, e = s[order], e[order]
+        reach = np.maximum.accumulate(e)
+        new_block = np.empty(len(s), dtype=bool)
+        new_block[0] = True
+        new_block[1:] = s[1:] > reach[:-1]
+        block_start = s[new_block]
+        block_end = np.maximum.reduceat(e, np.flatnonzero(new_block))
+        frames.append(pd.DataFrame({"pod": pod, "start": block_start, "end": block_end,
+                                    "busy_s": block_end - block_start}))
+    if not frames:
+        return pd.DataFrame({"pod": pd.Series(dtype=object), "start": pd.Series(dtype=float),
+                             "end": pd.Series(dtype=float), "busy_s": pd.Series(dtype=float)})
+    return pd.concat(frames, ignore_index=True)
 
 
 def allocate(ledger: pd.DataFrame, gpus: pd.DataFrame, start: datetime,
              end: datetime) -> Allocation:
-    """Cost of [start, end) per request and per pod; requests of unpriced pods get NA."""
-    in_period = ledger[(ledger["arrival"] >= start) & (ledger["arrival"] < end)].copy()
-    prefill, decode = engine_times(in_period)
-    in_period["input_cents"] = pd.Series(pd.NA, index=in_period.index, dtype="Int64")
-    in_period["output_cents"] = pd.Series(pd.NA, index=in_period.index, dtype="Int64")
-    bills = pod_bills(gpus, start, end)
-    out = []
-    # seconds since the period's start, vectorised (a per-row Timestamp call costs ~1 µs each)
-    arrival_s = ((in_period["arrival"] - pd.Timestamp(start)).dt.total_seconds()
-                 .to_numpy(dtype="float64"))
-    queue = in_period["queue_time"].astype("float64").fillna(0.0).to_numpy()
-    e2e = in_period["e2e_latency"].astype("float64").fillna(0.0).to_numpy()
-    for bill in bills.to_dict("records"):
-        pod, bill_cents = str(bill["pod"]), int(bill["bill_cents"])
-        provisioned = float(bill["provisioned_s"])
-        mask = (in_period["pod"] == pod).to_numpy()
-        busy = busy_seconds(arrival_s[mask] + queue[mask], arrival_s[mask] + e2e[mask])
-        busy = min(busy, provisioned) if provisioned else 0.0
-        used = round(bill_cents * busy / provisioned) if provisioned else 0
-        work = np.concatenate([prefill.to_numpy()[mask], decode.to_numpy()[mask]])
-        parts = split_cents(used if mask.any() else 0, work)
-        half = int(mask.sum())
-        index = in_period.index[mask]
-        in_period.loc[index, "input_cents"] = parts[:half]
-        in_period.loc[index, "output_cents"] = parts[half:]
-        allocated = int(parts.sum())
-        out.append({"pod": pod, "bill_cents": bill_cents, "allocated_cents": allocated,
-                    "idle_cents": bill_cents - allocated, "busy_s": busy,
-                    "provisioned_s": provisioned})
-    in_period["cents"] = in_period["input_cents"] + in_period["output_cents"]
-    pods = pd.DataFrame(out, columns=["pod", "bill_cents", "allocated_cents", "idle_cents",
-                                      "busy_s", "provisioned_s"])
-    return Allocation(in_period, pods)
+    """Cost of [start, end) per request and per pod; requests no regime prices get NA."""
+    requests = ledger[(ledger["arrival"] >= start) & (ledger["arrival"] < end)].copy()
+    requests = requests.reset_index(drop=True)
+    regime_frame = regimes(gpus, start, end)
+    prefill, decode = (s.to_numpy() for s in engine_times(requests))
+    arrival = _epoch(requests["arrival"])
+    begin = arrival + requests["queue_time"].astype("float64").fillna(0.0).to_numpy()
+    finish = arrival + requests["e2e_latency"].astype("float64").fillna(0.0).to_numpy()
+    finish = np.maximum(finish, begin)
+    pods = requests["pod"].astype(str).to_numpy()
+    busy = busy_gpu_seconds(busy_blocks(pods, begin, finish), regime_frame)
+    input_nano = np.zeros(len(requests), dtype=np.int64)
+    output_nano = np.zeros(len(requests), dtype=np.int64)
+    priced = np.zeros(len(requests), dtype=bool)
+    pod_rows: dict[str, dict[str, float]] = {}
+    for index, regime in enumerate(regime_frame.to_dict("records")):
+        lo, hi = regime["start"].timestamp(), regime["end"].timestamp()
+        row = pod_rows.setdefault(regime["pod"], {"bill_nano": 0, "allocated_nano": 0,
+                                                  "busy_gpu_s": 0.0, "provisioned_gpu_s": 0.0})
+        row["bill_nano"] += regime["bill_nano"]
+        row["busy_gpu_s"] += busy[index]
+        row["provisioned_gpu_s"] += regime["provisioned_gpu_s"]
+        mask = pods == regime["pod"]
+        # the share of each request's engine interval inside this regime (an instant
+        # request counts where it started)
+        span = finish[mask] - begin[mask]
+        inside = np.clip(np.minimum(finish[mask], hi) - np.maximum(begin[mask], lo), 0, None)
+        point = (begin[mask] >= lo) & (begin[mask] < hi)
+        share = np.where(span > 0, inside / np.where(span > 0, span, 1), point.astype(float))
+        ran = share > 0
+        if not ran.any():
+            continue
+        used_nano = int(regime["bill_nano"] * busy[index] // regime["provisioned_gpu_s"]) \
+            if regime["provisioned_gpu_s"] else 0
+        where = np.flatnonzero(mask)[ran]
+        weights = np.concatenate([prefill[where] * share[ran], decode[where] * share[ran]])
+        parts = split_exact(used_nano, weights)
+        input_nano[where] += parts[:len(where)]
+        output_nano[where] += parts[len(where):]
+        priced[where] = True
+        row["allocated_nano"] += int(parts.sum())
+    return _finish(requests, pod_rows, input_nano, output_nano, priced)
 
 
-def by(allocation: Allocation, key: str) -> pd.DataFrame:
-    """Cost, requests and tokens by tenant, feature or model (priced requests)."""
-    priced = allocation.requests[allocation.requests["cents"].notna()]
-    grouped = priced.groupby(key, sort=True).agg(
-        requests=("cents", "size"), input_tokens=("prompt_tokens", "sum"),
-        output_tokens=("output_tokens", "sum"), input_cents=("input_cents", "sum"),
-        output_cents=("output_cents", "sum"), cents=("cents", "sum"))
-    return grouped.reset_index()
+def _finish(requests: pd.DataFrame, pod_rows: dict[str, dict[str, float]],
+            input_nano: np.ndarray, output_nano: np.ndarray, priced: np.ndarray) -> Allocation:
+    pods = pd.DataFrame([{"pod": pod, **row} for pod, row in sorted(pod_rows.items())],
+                        columns=["pod", "bill_nano", "allocated_nano", "busy_gpu_s",
+                                 "provisioned_gpu_s"])
+    bill_nano = pods["bill_nano"].to_numpy(dtype=np.int64)
+    idle_nano = bill_nano - pods["allocated_nano"].to_numpy(dtype=np.int64)
+    bill_cents = to_cents(bill_nano)  # the bill rounded once, then split over pods
+    idle_cents = np.array([to_cents(np.array([i, b - i]), int(c))[0] for i, b, c in
+                           zip(idle_nano, bill_nano, bill_cents, strict=True)], dtype=np.int64)
+    pods["bill_cents"] = bill_cents
+    pods["idle_cents"] = idle_cents
+    pods["allocated_cents"] = bill_cents - idle_cents
+    # share idle: every priced request takes the fleet's idle by its busy-time cost
+    busy_nano = input_nano + output_nano
+    loaded = busy_nano.copy()
+    if priced.any() and busy_nano[priced].sum() > 0:
+        loaded[priced] += split_exact(int(idle_nano.sum()), busy_nano[priced].astype(float))
+    # a request's fully loaded cost splits into input and output as its busy cost does
+    input_share = np.divide(input_nano, busy_nano, out=np.zeros(len(busy_nano)),
+                            where=busy_nano > 0)
+    loaded_input = np.floor(loaded * input_share).astype(np.int64)
+    columns = {"input_nano": input_nano, "output_nano": output_nano,
+               "loaded_input_nano": loaded_input, "loaded_output_nano": loaded - loaded_input}
+    for name, values in columns.items():
+        requests[name] = pd.array(np.where(priced, values, 0), dtype="Int64")
+        requests.loc[~priced, name] = pd.NA
+    out = pods[["pod", "bill_cents", "allocated_cents", "idle_cents", "busy_gpu_s",
+                "provisioned_gpu_s"]]
+    return Allocation(requests, out, int(out["allocated_cents"].sum()),
+                      int(out["bill_cents"].sum()))
+
+
+def by(allocation: Allocation, key: str | list[str]) -> pd.DataFrame:
+    """Requests, tokens and cost by tenant, feature, model (or several keys) over priced
+    requests: busy-time cents (input + output) and fully loaded cents, each grouping
+    rounded to add up to the allocation's totals."""
+    priced = allocation.priced
+    keys = [key] if isinstance(key, str) else key
+    grouped = priced.groupby(keys, sort=True).agg(
+        requests=("input_nano", "size"), input_tokens=("prompt_tokens", "sum"),
+        output_tokens=("output_tokens", "sum"),
+        **{name: (name, "sum") for name in NANO_COLUMNS}).reset_index()
+    for prefix, total in (("", allocation.allocated_cents), ("loaded_", allocation.bill_cents)):
+        both = np.concatenate([grouped[f"{prefix}input_nano"].to_numpy(dtype=np.int64),
+                               grouped[f"{prefix}output_nano"].to_numpy(dtype=np.int64)])
+        cents = to_cents(both, total if len(grouped) else 0)
+        grouped[f"{prefix}input_cents"] = cents[:len(grouped)]
+        grouped[f"{prefix}output_cents"] = cents[len(grouped):]
+        grouped[f"{prefix}cents"] = cents[:len(grouped)] + cents[len(grouped):]
+    for name in ("input_tokens", "output_tokens"):
+        grouped[name] = grouped[name].fillna(0).astype("int64")
+    return grouped
+
+
+def _per_million(nano: pd.Series, tokens: pd.Series) -> pd.Series:
+    dollars = nano.astype("float64") / NANO_PER_DOLLAR
+    return (dollars / tokens.astype("float64") * 1e6).where(tokens > 0)
 
 
 def per_million_tokens(allocation: Allocation) -> pd.DataFrame:
-    """$ per million input tokens, output tokens and blended, per model."""
+    """$ per million tokens per model, input / output / blended, fully loaded (the bill,
+    idle included, ÷ tokens) and busy-time (allocated cost ÷ tokens)."""
     table = by(allocation, "model")
-
-    def rate(cents: pd.Series, tokens: pd.Series) -> pd.Series:
-        return (cents.astype("float64") / 100 / tokens.astype("float64") * 1e6).where(tokens > 0)
-
-    table["input_per_m"] = rate(table["input_cents"], table["input_tokens"])
-    table["output_per_m"] = rate(table["output_cents"], table["output_tokens"])
-    table["blended_per_m"] = rate(table["cents"],
-                                  table["input_tokens"] + table["output_tokens"])
+    tokens = table["input_tokens"] + table["output_tokens"]
+    for basis, prefix in (("loaded", "loaded_"), ("busy", "")):
+        table[f"{basis}_input_per_m"] = _per_million(table[f"{prefix}input_nano"],
+                                                     table["input_tokens"])
+        table[f"{basis}_output_per_m"] = _per_million(table[f"{prefix}output_nano"],
+                                                      table["output_tokens"])
+        table[f"{basis}_blended_per_m"] = _per_million(
+            table[f"{prefix}input_nano"] + table[f"{prefix}output_nano"], tokens)
     return table
 
 
-def margin_by_tenant(allocation: Allocation, revenue: pd.DataFrame) -> pd.DataFrame:
-    """Revenue, GPU cost and gross margin per tenant where revenue is known."""
-    cost = by(allocation, "tenant")[["tenant", "cents"]]
+def fleet_per_million(allocation: Allocation) -> dict[str, float | None]:
+    """The whole fleet's $ per million tokens: fully loaded = bill ÷ priced tokens;
+    busy-time = allocated ÷ priced tokens."""
+    priced = allocation.priced
+    tokens = float(priced["prompt_tokens"].fillna(0).sum() + priced["output_tokens"].fillna(0)
+                   .sum())
+    if not tokens:
+        return {"fully_loaded": None, "busy_time": None}
+    loaded = float(priced["loaded_input_nano"].sum() + priced["loaded_output_nano"].sum())
+    busy = float(priced["input_nano"].sum() + priced["output_nano"].sum())
+    return {"fully_loaded": loaded / NANO_PER_DOLLAR / tokens * 1e6,
+            "busy_time": busy / NANO_PER_DOLLAR / tokens * 1e6}
+
+
+MARGIN_BASES = ("fully_loaded", "busy_time")
+
+
+def margin_by_tenant(allocation: Allocation, revenue: pd.DataFrame,
+                     basis: str = "fully_loaded") -> pd.DataFrame:
+    """Revenue, GPU cost and gross margin per tenant where revenue is known, fully loaded
+    (idle shared, the CFO's figure) and busy-time beside; `margin` is the chosen basis."""
+    if basis not in MARGIN_BASES:
+        raise ValueError(f"margin basis must be one of {MARGIN_BASES}, got {basis!r}")
+    cost = by(allocation, "tenant")[["tenant", "cents", "loaded_cents"]]
     money = revenue.groupby("tenant", sort=True)["revenue"].sum().reset_index()
     table = money.merge(cost, on="tenant", how="left")
-    table["cents"] = table["cents"].fillna(0)
-    table["gpu_cost"] = table["cents"].astype("float64") / 100
-    table["margin"] = ((table["revenue"] - table["gpu_cost"]) / table["revenue"]).where(
-        table["revenue"] > 0)
-    return table[["tenant", "revenue", "gpu_cost", "margin"]]
+    table["gpu_cost_busy_time"] = table["cents"].fillna(0).astype("float64") / 100
+    table["gpu_cost_fully_loaded"] = table["loaded_cents"].fillna(0).astype("float64") / 100
+    for name in MARGIN_BASES:
+        table[f"margin_{name}"] = ((table["revenue"] - table[f"gpu_cost_{name}"])
+                                   / table["revenue"]).where(table["revenue"] > 0)
+    table["gpu_cost"] = table[f"gpu_cost_{basis}"]
+    table["margin"] = table[f"margin_{basis}"]
+    table["basis"] = basis
+    return table[["tenant", "revenue", "gpu_cost", "margin", "basis", "gpu_cost_fully_loaded",
+                  "margin_fully_loaded", "gpu_cost_busy_time", "margin_busy_time"]]

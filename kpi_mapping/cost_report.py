@@ -10,7 +10,17 @@ import pandas as pd
 
 from collectors.store import Store
 from kpi_mapping import data
-from kpi_mapping.cost import Allocation, allocate, by, margin_by_tenant, per_million_tokens
+from kpi_mapping.cost import (
+    NANO_COLUMNS,
+    Allocation,
+    NoGpuInventoryError,
+    allocate,
+    by,
+    fleet_per_million,
+    margin_by_tenant,
+    per_million_tokens,
+)
+from kpi_mapping.money import to_cents
 from kpi_mapping.periods import Period
 
 FOCUS_COLUMNS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart",
@@ -21,13 +31,19 @@ FOCUS_COLUMNS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart",
 
 
 def compute(store: Store, period: Period) -> tuple[Allocation, pd.DataFrame]:
+    """The period's allocation and its revenue per tenant; NoGpuInventoryError without prices."""
     ledger = data.ledger(store, period.start, period.end)
     gpus = data.gpus(store)
     if gpus.empty:
-        raise ValueError("no GPU inventory in the store: `llmkpi import gpus FILE` first"
-                         " (docs/imports.md)")
+        raise NoGpuInventoryError
     revenue = data.tenant_revenue(store, period.start, period.end)
     return allocate(ledger, gpus, period.start, period.end), revenue
+
+
+def utilization(allocation: Allocation) -> float | None:
+    """busy GPU-seconds / provisioned GPU-seconds (KPI 2's definition)."""
+    provisioned = float(allocation.pods["provisioned_gpu_s"].sum())
+    return float(allocation.pods["busy_gpu_s"].sum()) / provisioned if provisioned else None
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -35,24 +51,27 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
              for k, v in row.items()} for row in frame.to_dict("records")]
 
 
-def report(store: Store, period: Period) -> dict[str, Any]:
+def report(store: Store, period: Period, margin_basis: str = "fully_loaded") -> dict[str, Any]:
     allocation, revenue = compute(store, period)
     pods = allocation.pods
-    unpriced = allocation.requests["cents"].isna()
+    unpriced = allocation.requests["input_nano"].isna()
+    models = per_million_tokens(allocation).drop(columns=list(NANO_COLUMNS))
     return {
         "period": period.label, "start": period.start.isoformat(),
         "end": period.end.isoformat(),
         "gpu_bill": allocation.bill_cents / 100, "idle": allocation.idle_cents / 100,
-        "allocated": int(pods["allocated_cents"].sum()) / 100,
-        "utilization": float(pods["busy_s"].sum() / pods["provisioned_s"].sum())
-        if pods["provisioned_s"].sum() else None,
+        "allocated": allocation.allocated_cents / 100,
+        "utilization": utilization(allocation),
+        "per_million_tokens": fleet_per_million(allocation),
         "requests": len(allocation.requests), "unpriced_requests": int(unpriced.sum()),
         "unpriced_pods": sorted(set(allocation.requests.loc[unpriced, "pod"])),
         "pods": _records(pods),
-        "models": _records(per_million_tokens(allocation)),
-        "tenants": _records(by(allocation, "tenant")),
-        "features": _records(by(allocation, "feature")),
-        "margin": _records(margin_by_tenant(allocation, revenue)) if not revenue.empty else [],
+        "models": _records(models),
+        "tenants": _records(by(allocation, "tenant").drop(columns=list(NANO_COLUMNS))),
+        "features": _records(by(allocation, "feature").drop(columns=list(NANO_COLUMNS))),
+        "margin_basis": margin_basis,
+        "margin": _records(margin_by_tenant(allocation, revenue, margin_basis))
+        if not revenue.empty else [],
     }
 
 
@@ -60,48 +79,62 @@ def _money(cents: float) -> str:
     return f"${cents / 100:,.2f}"
 
 
+def _rate(value: float | None) -> str:
+    return f"{value:9.3f}" if value is not None and not pd.isna(value) else f"{'-':>9}"
+
+
 def format_table(doc: dict[str, Any]) -> str:
-    util = doc["utilization"]
+    util, fleet = doc["utilization"], doc["per_million_tokens"]
     lines = [f"GPU cost {doc['period']}: bill ${doc['gpu_bill']:,.2f} = allocated"
              f" ${doc['allocated']:,.2f} + idle ${doc['idle']:,.2f}; busy"
              f" {util * 100:.1f} % of provisioned GPU time" if util is not None else
              f"GPU cost {doc['period']}: no GPU provisioned in the period",
-             f"{doc['requests']} requests"
-             + (f", {doc['unpriced_requests']} on pods with no price: "
+             f"{doc['requests']:,} requests"
+             + (f", {doc['unpriced_requests']:,} on pods with no price: "
                 + ", ".join(map(str, doc["unpriced_pods"])) if doc["unpriced_requests"] else ""),
-             "", f"{'model':<40} {'$/M in':>9} {'$/M out':>9} {'$/M all':>9} {'cost':>11}"]
+             f"$ per million tokens: fully loaded {_rate(fleet['fully_loaded']).strip()}"
+             f" (bill ÷ tokens), busy-time {_rate(fleet['busy_time']).strip()}"
+             " (allocated ÷ tokens)",
+             "", f"{'model':<32} {'loaded in':>9} {'out':>9} {'all':>9}  {'busy in':>9}"
+             f" {'out':>9} {'all':>9} {'cost loaded':>12}"]
     for m in doc["models"]:
-        def rate(value: float | None) -> str:
-            return f"{value:9.3f}" if value is not None else f"{'-':>9}"
-        lines.append(f"{str(m['model'])[:40]:<40} {rate(m['input_per_m'])} "
-                     f"{rate(m['output_per_m'])} {rate(m['blended_per_m'])}"
-                     f" {_money(m['cents']):>11}")
+        lines.append(f"{str(m['model'])[:32]:<32} {_rate(m['loaded_input_per_m'])}"
+                     f" {_rate(m['loaded_output_per_m'])} {_rate(m['loaded_blended_per_m'])}"
+                     f"  {_rate(m['busy_input_per_m'])} {_rate(m['busy_output_per_m'])}"
+                     f" {_rate(m['busy_blended_per_m'])} {_money(m['loaded_cents']):>12}")
     for title, key in (("tenant", "tenants"), ("feature", "features")):
         lines += ["", f"{title:<24} {'requests':>9} {'tokens in':>12} {'tokens out':>12}"
-                  f" {'cost':>11}"]
+                  f" {'busy-time':>11} {'loaded':>11}"]
         for row in sorted(doc[key], key=lambda r: -r["cents"]):
-            lines.append(f"{str(row[title])[:24]:<24} {row['requests']:>9}"
+            lines.append(f"{str(row[title])[:24]:<24} {row['requests']:>9,}"
                          f" {row['input_tokens']:>12,} {row['output_tokens']:>12,}"
-                         f" {_money(row['cents']):>11}")
+                         f" {_money(row['cents']):>11} {_money(row['loaded_cents']):>11}")
     if doc["margin"]:
-        lines += ["", f"{'tenant':<24} {'revenue':>13} {'GPU cost':>11} {'margin':>8}"]
+        basis = doc["margin_basis"].replace("_", " ")
+        lines += ["", f"gross margin per tenant, {basis} (revenue − GPU cost) / revenue",
+                  f"{'tenant':<24} {'revenue':>13} {'GPU cost':>11} {'margin':>8}"
+                  f" {'busy-only':>10}"]
         for row in doc["margin"]:
-            margin = f"{row['margin'] * 100:7.2f}%" if row["margin"] is not None else "      -"
+            def pct(value: float | None) -> str:
+                return f"{value * 100:7.2f}%" if value is not None else "      -"
             lines.append(f"{row['tenant']:<24} ${row['revenue']:>12,.2f}"
-                         f" {_money(row['gpu_cost'] * 100):>11} {margin}")
+                         f" {_money(row['gpu_cost'] * 100):>11} {pct(row['margin'])}"
+                         f"  {pct(row['margin_busy_time'])}")
     else:
         lines += ["", "margin per tenant: no revenue per tenant in the period"
                   " (`llmkpi import tenant-revenue FILE`)"]
     return "\n".join(lines)
 
 
-def export_focus(store: Store, period: Period, out: Path) -> int:
-    """FOCUS-shaped rows: one per pod, tenant, model and feature, and one idle row per pod."""
-    allocation, _revenue = compute(store, period)
-    priced = allocation.requests[allocation.requests["cents"].notna()].copy()
+def focus_rows(allocation: Allocation, period: Period) -> list[dict[str, Any]]:
+    """FOCUS-shaped rows: per pod one usage row per (tenant, model, feature) and one idle
+    row. Each pod's rows are rounded to the pod's bill by largest remainder, so the rows
+    add up to every pod's bill and to the whole bill to the cent."""
+    priced = allocation.priced.copy()
     priced["tokens"] = priced["prompt_tokens"].fillna(0) + priced["output_tokens"].fillna(0)
+    priced["nano"] = priced["input_nano"] + priced["output_nano"]
     groups = priced.groupby(["pod", "tenant", "model", "feature"], sort=True).agg(
-        cents=("cents", "sum"), tokens=("tokens", "sum"), requests=("cents", "size")
+        nano=("nano", "sum"), tokens=("tokens", "sum"), requests=("nano", "size")
     ).reset_index()
     common = {"BillingPeriodStart": period.start.isoformat(),
               "BillingPeriodEnd": period.end.isoformat(),
@@ -110,23 +143,34 @@ def export_focus(store: Store, period: Period, out: Path) -> int:
               "ResourceType": "GPU", "ServiceName": "LLM inference", "ConsumedUnit": "Tokens",
               "PricingUnit": "tokens"}
     rows = []
-    for row in groups.to_dict("records"):
-        cost = f"{int(row['cents']) / 100:.2f}"
-        rows.append(common | {"ChargeCategory": "Usage", "ChargeDescription": "GPU time",
-                              "BilledCost": cost, "EffectiveCost": cost,
-                              "ConsumedQuantity": int(row["tokens"]), "ResourceId": row["pod"],
-                              "x_Tenant": row["tenant"], "x_Model": row["model"],
-                              "x_Feature": row["feature"],
-                              "x_Requests": int(row["requests"])})
     for pod in allocation.pods.to_dict("records"):
+        mine = groups[groups["pod"] == pod["pod"]]
+        cents = to_cents(mine["nano"].to_numpy(dtype="int64"), int(pod["allocated_cents"]))
+        for row, part in zip(mine.to_dict("records"), cents, strict=True):
+            cost = f"{int(part) / 100:.2f}"
+            rows.append(common | {"ChargeCategory": "Usage", "ChargeDescription": "GPU time",
+                                  "BilledCost": cost, "EffectiveCost": cost,
+                                  "ConsumedQuantity": int(row["tokens"]),
+                                  "ResourceId": row["pod"], "x_Tenant": row["tenant"],
+                                  "x_Model": row["model"], "x_Feature": row["feature"],
+                                  "x_Requests": int(row["requests"])})
         cost = f"{int(pod['idle_cents']) / 100:.2f}"
         rows.append(common | {"ChargeCategory": "Usage", "ChargeDescription": "idle GPU time",
                               "BilledCost": cost, "EffectiveCost": cost, "ConsumedQuantity": 0,
                               "ResourceId": pod["pod"], "x_Tenant": "", "x_Model": "",
                               "x_Feature": "", "x_Requests": 0})
+    return rows
+
+
+def export_focus(store: Store, period: Period, out: Path) -> int:
+    """Writes the period's FOCUS rows as CSV (whole: a temporary name, then rename)."""
+    allocation, _revenue = compute(store, period)
+    rows = focus_rows(allocation, period)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as handle:
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(FOCUS_COLUMNS))
         writer.writeheader()
         writer.writerows(rows)
+    tmp.replace(out)
     return len(rows)

@@ -125,7 +125,8 @@ def _satisfaction(ctx: Context) -> Value:
 def _uptime(ctx: Context) -> Value:
     if ctx.inputs.lacks("engine snapshots") and ctx.inputs.lacks("ledger"):
         return missing(str(ctx.inputs.lacks("engine snapshots")))
-    return serving.uptime(ctx.snapshots, ctx.hours, ctx.period.start, ctx.period.end)
+    return serving.uptime(ctx.snapshots, ctx.hours, ctx.period.start, ctx.period.end,
+                          ctx.config.throttled_is_failure)
 
 
 def _compatibility(ctx: Context) -> Value:

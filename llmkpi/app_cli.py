@@ -51,8 +51,9 @@ def page_config(args: argparse.Namespace) -> Any:
     from app.config import PageConfig, SloTarget
 
     slo_path = Path(args.slo_config) if args.slo_config else build.DEFAULT_CONFIG
+    slo_config = config.load(slo_path)
     slos = tuple(SloTarget(s.name, s.sli, s.default.objective, s.default.threshold_seconds)
-                 for s in config.load(slo_path).slos)
+                 for s in slo_config.slos)
     kpi_path = settings_mod.kpi_config_path(args.kpi_config)
     if kpi_path is not None:
         from kpi_mapping.config import load
@@ -61,7 +62,8 @@ def page_config(args: argparse.Namespace) -> Any:
     return PageConfig(database=settings_mod.database_url(args.database),
                       kpi_config=str(kpi_path) if kpi_path else None,
                       prometheus_url=settings_mod.prometheus_url(args.prometheus_url),
-                      slos=slos, live=live_queries())
+                      slos=slos, live=live_queries(),
+                      throttled_is_failure=slo_config.throttled_is_failure)
 
 
 def prepare_store(url: str) -> None:

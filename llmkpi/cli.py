@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     co.add_argument("--format", choices=("table", "json"), default="table")
     co.add_argument("--focus", help="export: write FOCUS-shaped CSV rows to this file")
     co.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
+    co.add_argument("--config", help="KPI config YAML: margin_basis (LLMKPI_KPI_CONFIG)")
 
     kpi_cli.add_arguments(sub)
     generate_cli.add_arguments(sub)
@@ -222,6 +223,7 @@ def _cost(args: argparse.Namespace) -> int:
         period = periods.period_containing(args.period, now).previous()
     if args.action == "export" and not args.focus:
         raise ValueError("cost export needs --focus FILE")
+    config = kpi_cli.load_config(args.config)
     url = settings_mod.database_url(args.database)
     store = Store.open(url)
     try:
@@ -229,7 +231,7 @@ def _cost(args: argparse.Namespace) -> int:
             rows = cost_report.export_focus(store, period, Path(args.focus))
             print(f"{args.focus}: {rows} FOCUS rows for {period.label}")
             return 0
-        doc = cost_report.report(store, period)
+        doc = cost_report.report(store, period, config.margin_basis)
     finally:
         store.close()
     print(json.dumps(doc, indent=2) if args.format == "json" else cost_report.format_table(doc))

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from llmkpi import settings as settings_mod
@@ -26,6 +27,8 @@ def add_arguments(sub: Any) -> None:
                      " (default: the last full one)")
     kpi.add_argument("--format", choices=("table", "json", "csv"), default="table")
     kpi.add_argument("--config", help="KPI config YAML: bands, targets (LLMKPI_KPI_CONFIG)")
+    kpi.add_argument("--slo-config", help="SLO config YAML: whether a 429 counts against"
+                     " availability (default: the embedded alerts/slo.yaml)")
     kpi.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
     kpi.add_argument("--port", type=int, default=9464, help="serve: metrics port (9464)")
     kpi.add_argument("--host", default="127.0.0.1", help="serve: address to bind")
@@ -41,11 +44,19 @@ def _period(kind: str, at: str | None) -> Any:
     return periods.period_containing(kind, datetime.now(UTC).date()).previous()
 
 
-def _config(flag: str | None) -> Any:
+def load_config(flag: str | None, slo_flag: str | None = None) -> Any:
+    """The KPI config, with the availability switch of the SLO config (one switch for KPI 7,
+    the page and the SLO rules)."""
+    from dataclasses import replace
+
+    from alerts import build
+    from alerts import config as slo_config
     from kpi_mapping import config
 
     path = settings_mod.kpi_config_path(flag)
-    return config.load(path) if path else config.KpiConfig()
+    loaded = config.load(path) if path else config.KpiConfig()
+    slos = slo_config.load(Path(slo_flag) if slo_flag else build.DEFAULT_CONFIG)
+    return replace(loaded, throttled_is_failure=slos.throttled_is_failure)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{m.id:>2} {m.ceo_kpi} = {m.ceo_formula}\n   → {m.cto_metric} ="
                       f" {m.cto_formula} [{m.cto_unit}, {m.better} is better]")
         return 0
-    config = _config(args.config)  # a bad config fails before the store is opened
+    config = load_config(args.config, args.slo_config)  # bad configs fail before the store
     period = _period(args.period, args.at)
     if args.action == "report":
         return _report(args, period, config)
@@ -92,6 +103,7 @@ def snapshot(store: Any, period: Any, config: Any) -> Any:
     """The report and the cost figures of the period as plain data for the gauges."""
     from exporters.kpi_gauges import KpiSample, KpiSnapshot
     from kpi_mapping import cost_report, report
+    from kpi_mapping.cost import NoGpuInventoryError
 
     result = report.build(store, period, config)
     star = report.north_star(result, config)
@@ -99,18 +111,20 @@ def snapshot(store: Any, period: Any, config: Any) -> Any:
                for r in result.rows]
     extra: dict[str, Any] = {}
     try:
-        cost = cost_report.report(store, period)
-    except ValueError as exc:  # no GPU inventory: the KPI gauges still go out
+        cost = cost_report.report(store, period, config.margin_basis)
+    except NoGpuInventoryError as exc:  # no GPU inventory: the KPI gauges still go out
         log.warning("cost gauges skipped: %s", exc)
     else:
         extra = {
-            "cost_per_million": [(str(m["model"]), kind, float(m[f"{kind}_per_m"]))
-                                 for m in cost["models"] for kind in ("input", "output",
-                                                                      "blended")
-                                 if m[f"{kind}_per_m"] is not None],
+            "cost_per_million": [
+                (str(m["model"]), kind, basis, float(m[f"{prefix}_{kind}_per_m"]))
+                for m in cost["models"] for kind in ("input", "output", "blended")
+                for basis, prefix in (("fully_loaded", "loaded"), ("busy_time", "busy"))
+                if m[f"{prefix}_{kind}_per_m"] is not None],
             "gpu_bill": cost["gpu_bill"], "idle_cost": cost["idle"],
-            "tenant_cost": {str(t["tenant"]): t["cents"] / 100 for t in cost["tenants"]},
-            "feature_cost": {str(f["feature"]): f["cents"] / 100 for f in cost["features"]},
+            "tenant_cost": {str(t["tenant"]): t["loaded_cents"] / 100 for t in cost["tenants"]},
+            "feature_cost": {str(f["feature"]): f["loaded_cents"] / 100
+                             for f in cost["features"]},
             "tenant_margin": {str(t["tenant"]): float(t["margin"]) for t in cost["margin"]
                               if t["margin"] is not None}}
     return KpiSnapshot(

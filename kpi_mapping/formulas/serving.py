@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from collectors.rollup import LATENCY_BOUNDS
+from kpi_mapping import cost
 from kpi_mapping.values import Value, none, number, ratio
 
 WITHIN_SLO_SHARE = 0.95  # an hour is within the TTFT SLO when its p95 is under the threshold
@@ -34,7 +35,8 @@ class Hours:
 
 def no_hours() -> Hours:
     frame = pd.DataFrame({name: pd.Series(dtype="int64") for name in (
-        "requests", "ok", "failed", "input_tokens", "output_tokens")})
+        "requests", "ok", "failed", "throttled", "cancelled", "input_tokens",
+        "output_tokens")})
     frame.insert(0, "hour", pd.Series(dtype="datetime64[ns, UTC]"))
     frame.insert(0, "pod", pd.Series(dtype="object"))
     frame["busy_seconds"] = pd.Series(dtype="float64")
@@ -59,31 +61,19 @@ def quantile(bins: np.ndarray, q: float) -> float | None:
     return lower + (LATENCY_BOUNDS[index] - lower) * (rank - below) / inside
 
 
-def _inventory_seconds(gpus: pd.DataFrame, pod: str, hours: pd.DataFrame, start: datetime,
-                       end: datetime) -> tuple[float, float]:
-    """(busy GPU-seconds, provisioned GPU-seconds) of one pod over its inventory rows."""
-    busy = provisioned = 0.0
-    for row in gpus[gpus["pod"] == pod].to_dict("records"):
-        lo = max(pd.Timestamp(row["valid_from"]), pd.Timestamp(start))
-        hi = min(pd.Timestamp(row["valid_to"]) if pd.notna(row["valid_to"]) else
-                 pd.Timestamp(end), pd.Timestamp(end))
-        if hi <= lo:
-            continue
-        count = float(row["gpu_count"])
-        provisioned += (hi - lo).total_seconds() * count
-        inside = hours[(hours["pod"] == pod) & (hours["hour"] >= lo) & (hours["hour"] < hi)]
-        busy += float(inside["busy_seconds"].sum()) * count
-    return busy, provisioned
-
-
 def utilization(hours: Hours, gpus: pd.DataFrame, snapshots: pd.DataFrame,
                 start: datetime, end: datetime) -> Value:
     """busy GPU-seconds / provisioned GPU-seconds; busy = the union of the pod's requests'
-    engine time (OpenCost's allocation is by use, the rest is idle). Mean KV usage beside."""
-    busy = provisioned = 0.0
-    for pod in sorted(set(gpus["pod"])):
-        used, held = _inventory_seconds(gpus, pod, hours.frame, start, end)
-        busy, provisioned = busy + used, provisioned + held
+    engine time × the GPU count in force (cost.busy_gpu_seconds, the cost report's own
+    definition; the roll-up's pod-hours are its busy spans). Mean KV usage beside."""
+    regime_frame = cost.regimes(gpus, start, end)
+    frame = hours.frame
+    hour = (frame["hour"].astype("datetime64[ns, UTC]").astype("int64") / 1e9).to_numpy(
+        dtype="float64")
+    spans = pd.DataFrame({"pod": frame["pod"].astype(str), "start": hour, "end": hour + 3600,
+                          "busy_s": frame["busy_seconds"].astype("float64")})
+    busy = float(cost.busy_gpu_seconds(spans, regime_frame).sum())
+    provisioned = float(regime_frame["provisioned_gpu_s"].sum())
     kv = snapshots["kv_cache_usage"].dropna()
     return ratio(busy, provisioned, "no GPUs provisioned in the period",
                  busy_gpu_hours=round(busy / 3600, 2),
@@ -91,18 +81,28 @@ def utilization(hours: Hours, gpus: pd.DataFrame, snapshots: pd.DataFrame,
                  mean_kv_cache_usage=round(float(kv.mean()), 4) if len(kv) else None)
 
 
-def uptime(snapshots: pd.DataFrame, hours: Hours, start: datetime, end: datetime) -> Value:
+def bad_events(frame: pd.DataFrame, throttled_is_failure: bool) -> pd.Series:
+    """Requests that count against availability per roll-up row: server-side failures, and
+    429s where the config counts them (engine_shim.records.is_server_failure)."""
+    bad = frame["failed"].astype("float64")
+    return bad + frame["throttled"].astype("float64") if throttled_is_failure else bad
+
+
+def uptime(snapshots: pd.DataFrame, hours: Hours, start: datetime, end: datetime,
+           throttled_is_failure: bool = False) -> Value:
     """(period − downtime) / period: the share of engine readings that found the engine up
-    (readings are evenly spaced per engine); without readings, the share of requests that
-    did not fail."""
+    (readings are evenly spaced per engine); without readings, 1 − server-side failures /
+    requests not cancelled (a client's 4xx is not downtime; a 429 only when configured)."""
     period_minutes = (end - start).total_seconds() / 60
     if len(snapshots):
         up = float(snapshots["up"].astype(bool).mean())
         return number(up, source="engine readings", readings=len(snapshots),
                       downtime_minutes=round((1 - up) * period_minutes, 1))
-    ok, failed = float(hours.frame["ok"].sum()), float(hours.frame["failed"].sum())
-    return ratio(ok, ok + failed, "no readings and no requests",
-                 source="request success")
+    frame = hours.frame
+    valid = float(frame["requests"].sum() - frame["cancelled"].sum())
+    bad = float(bad_events(frame, throttled_is_failure).sum())
+    return ratio(valid - bad, valid, "no readings and no requests",
+                 source="request success", failed=int(bad), requests=int(valid))
 
 
 def fleet_hours(hours: Hours) -> tuple[pd.DataFrame, np.ndarray]:

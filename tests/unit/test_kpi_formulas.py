@@ -265,7 +265,8 @@ class TestProduct:
 def hours(rows: list[tuple[str, str, int, int, float, dict[float, int]]]) -> serving.Hours:
     """(pod, hour, requests, failed, busy seconds, {ttft bound: count})."""
     frame = pd.DataFrame([{"pod": p, "hour": t(h), "requests": n, "ok": n - f, "failed": f,
-                           "input_tokens": 0, "output_tokens": 0, "busy_seconds": b}
+                           "throttled": 0, "cancelled": 0, "input_tokens": 0,
+                           "output_tokens": 0, "busy_seconds": b}
                           for p, h, n, f, b, _ in rows])
     ttft = np.zeros((len(rows), len(LATENCY_BOUNDS) + 1))
     for i, (*_, bins) in enumerate(rows):
@@ -293,7 +294,8 @@ class TestServing:
         table = hours([("a", "2026-10-01T00:00", 1, 0, 1800.0, {}),
                        ("a", "2026-10-01T01:00", 1, 0, 3600.0, {}),
                        ("x", "2026-10-01T01:00", 1, 0, 3600.0, {})])  # no inventory: unpriced
-        gpus = pd.DataFrame({"pod": ["a"], "gpu_count": [2], "valid_from": [t("2026-10-01")],
+        gpus = pd.DataFrame({"pod": ["a"], "gpu_count": [2], "dollars_per_gpu_hour": [2.0],
+                             "valid_from": [t("2026-10-01")],
                              "valid_to": [t("2026-10-01T04:00")]})
         snaps = pd.DataFrame({"kv_cache_usage": [0.5, 0.7]})
         value = serving.utilization(table, gpus, snaps, OCT, NOV)
@@ -305,3 +307,9 @@ class TestServing:
         assert serving.uptime(snaps, serving.no_hours(), OCT, NOV).value == 0.75
         table = hours([("a", "2026-10-01T00:00", 100, 2, 0, {})])
         assert serving.uptime(snaps.iloc[:0], table, OCT, NOV).value == 0.98
+        # 100 requests: 2 server failures, 3 answered 429, 5 cancelled by the client
+        table.frame.loc[0, ["throttled", "cancelled", "ok"]] = [3, 5, 90]
+        # (95 − 2) / 95 not cancelled; with 429s counted (95 − 5) / 95
+        assert serving.uptime(snaps.iloc[:0], table, OCT, NOV).value == pytest.approx(93 / 95)
+        assert serving.uptime(snaps.iloc[:0], table, OCT, NOV, True).value == pytest.approx(
+            90 / 95)

@@ -26,7 +26,7 @@ def test_one_request_lands_in_every_series(registry: CollectorRegistry) -> None:
     sink = PrometheusSink(registry)
     sink.record(BASE)
     value = registry.get_sample_value
-    assert value("llmkpi_requests_total", {**LABELS, "outcome": "ok"}) == 1
+    assert value("llmkpi_requests_total", {**LABELS, "outcome": "ok", "code": "200"}) == 1
     assert value("llmkpi_prompt_tokens_total", LABELS) == 30
     assert value("llmkpi_generation_tokens_total", LABELS) == 4
     assert value("llmkpi_cached_prompt_tokens_total", LABELS) == 16
@@ -57,7 +57,7 @@ def test_2000_tenants_leave_at_most_k_plus_one_series(registry: CollectorRegistr
                for part in line.split(",") if part.startswith("tenant=")}
     assert len(tenants) <= 11 and "other" in tenants
     total = sum(registry.get_sample_value("llmkpi_requests_total",
-                                          {**LABELS, "tenant": t, "outcome": "ok"}) or 0
+                                          {**LABELS, "tenant": t, "outcome": "ok", "code": "200"}) or 0
                 for t in tenants)
     assert total == 2000  # folding loses no request
     assert registry.get_sample_value("llmkpi_label_overflow_total", {"label": "tenant"}) == 1990
@@ -77,7 +77,8 @@ def test_negative_observation_is_dropped_not_raised(registry: CollectorRegistry)
     sink = PrometheusSink(registry)
     sink.record(replace(BASE, first_token_time=99.0))  # clock stepped back
     assert registry.get_sample_value("llmkpi_time_to_first_token_seconds_count", LABELS) == 0
-    assert registry.get_sample_value("llmkpi_requests_total", {**LABELS, "outcome": "ok"}) == 1
+    assert registry.get_sample_value("llmkpi_requests_total",
+                                     {**LABELS, "outcome": "ok", "code": "200"}) == 1
 
 
 def test_engine_snapshots_mirror_counters_across_restarts(registry: CollectorRegistry) -> None:
