@@ -28,7 +28,7 @@ SOURCES = {
     "mixpanel": (t.ProductEventRow, "llmkpi import mixpanel"),
     "integrations": (t.IntegrationAttempt, "llmkpi import integrations"),
     "gpus": (t.GpuAllocation, "llmkpi import gpus"),
-    "ledger": (t.LedgerRow, "the sidecar's --ledger, or llmkpi import outbox"),
+    "ledger": (t.LedgerRow, "llmkpi import ledger FILE, or the sidecar's --ledger"),
     "engine snapshots": (t.EngineSnapshotRow, "the sidecar's --ledger, or import prometheus"),
     "tenant-revenue": (t.TenantRevenue, "llmkpi import tenant-revenue"),
 }

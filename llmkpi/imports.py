@@ -17,6 +17,7 @@ from collectors.importers.git import GitImporter
 from collectors.importers.jira import WorkItemsImporter
 from collectors.importers.ours import IMPORTERS
 from collectors.importers.prometheus import SNAPSHOT_FIELDS, PrometheusImporter
+from collectors.importers.xmlfiles import CoverageImporter
 from collectors.store import Store
 from engine_shim.engine_metrics import NAME_TABLE
 from exporters import catalog
@@ -45,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     jira = parser.add_argument_group("work-items")
     jira.add_argument("--timezone", default="UTC",
                       help="zone of the Jira export's times, which carry none (UTC)")
+    cov = parser.add_argument_group("coverage")
+    cov.add_argument("--component", help="the codebase the report measures (default: the"
+                     " last folder of the report's <source>)")
     prom = parser.add_argument_group("prometheus")
     prom.add_argument("--start", help="ISO time (default: --end minus 1 day)")
     prom.add_argument("--end", help="ISO time (default: now)")
@@ -74,6 +78,8 @@ def importer_for(args: argparse.Namespace) -> Importer:
         return GitImporter(args.tags, repository=args.repository, service=args.service)
     if args.kind == "work-items":
         return WorkItemsImporter(args.timezone)
+    if args.kind == "coverage":
+        return CoverageImporter(args.component)
     if args.kind == "prometheus":
         end = _time(args.end, "--end", datetime.now(UTC))
         start = _time(args.start, "--start", end - timedelta(days=1))
@@ -95,3 +101,5 @@ def run(args: argparse.Namespace, importer: Importer, store: Store, url: str) ->
             print(f"{path}: already imported ({result.rows} rows); nothing changed")
         else:
             print(f"\n{path}: imported {result.rows} {job.kind} rows into {url}")
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)

@@ -191,6 +191,7 @@ class ImportResult:
     path: Path
     rows: int
     already_imported: bool
+    notes: tuple[str, ...] = ()  # `file:line: field: problem` kept but worth knowing
 
 
 def file_hash(path: Path) -> str:
@@ -229,6 +230,10 @@ def run_import(store: Store, importer: Importer, path: Path,
         if done is not None:
             return ImportResult(importer.kind, path, done.rows, already_imported=True)
     rows = importer.load(path)  # raises BadInputError before anything is written
+    # an importer that checks its rows against what is stored (overlapping price rows,
+    # commit prefixes) does so before the write, and may return notes to show
+    against = getattr(importer, "against_store", None)
+    notes: list[str] = list(against(store, rows)) if against is not None else []
     # Rows with a surrogate id are inserted in batches, skipping those whose unique key is
     # stored already; rows keyed by their natural key merge.
     surrogate: dict[type[SQLModel], list[dict[str, Any]]] = {}
@@ -253,4 +258,5 @@ def run_import(store: Store, importer: Importer, path: Path,
         session.add(ImportLog(kind=importer.kind, path=location(path), sha256=digest or "",
                               rows=len(rows), imported=datetime.now(UTC)))
         session.commit()
-    return ImportResult(importer.kind, path, len(rows), already_imported=False)
+    return ImportResult(importer.kind, path, len(rows), already_imported=False,
+                        notes=tuple(notes))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 from collectors.importers.base import (
     BadInputError,
@@ -23,7 +23,9 @@ from collectors.importers.base import (
     line_of,
     read_csv,
 )
-from collectors.tables import Deployment
+from collectors.shas import ShaIndex
+from collectors.store import Store
+from collectors.tables import Commit, Deployment
 
 RESULTS = {"success": "success", "succeeded": "success", "ok": "success",
            "failure": "failure", "failed": "failure", "error": "failure",
@@ -49,7 +51,11 @@ class DeploymentsImporter:
     kind = "deployments"
     columns = ("id", "service", "environment", "result", "started", "finished", "commit_shas")
 
+    def __init__(self) -> None:
+        self._where: dict[str, tuple[Path, int, str]] = {}  # id -> file, line, field
+
     def load(self, path: Path) -> list[SQLModel]:
+        self._where = {}
         if path.suffix.lower() == ".json":
             return self._json(path)
         rows: list[SQLModel] = []
@@ -58,7 +64,31 @@ class DeploymentsImporter:
             deployment_id = cells.text("id")
             unique.check(cells, deployment_id)
             rows.append(self._row(cells))
+            self._where[deployment_id] = (path, cells.line, "commit_shas")
         return rows
+
+    def against_store(self, store: Store, rows: list[SQLModel]) -> list[str]:
+        """Resolve each SHA by unique prefix against the stored commits: an ambiguous one
+        refuses the file; an unknown one is kept as written and reported (lead time resolves
+        again once the git history is imported, and counts what stays unknown)."""
+        with store.session() as session:
+            index = ShaIndex(session.exec(select(Commit.sha)).all())
+        notes = []
+        for row in rows:
+            assert isinstance(row, Deployment)
+            path, line, field = self._where.get(row.id, (Path("?"), 0, "commit_shas"))
+            full = []
+            for written in row.commit_shas.split():
+                found = index.resolve(written)
+                if found.status == "ambiguous":
+                    raise BadInputError(path, line, field, f"{written!r} is the prefix of"
+                                        f" {found.matches} commits: give more digits")
+                if found.status == "unknown":
+                    notes.append(f"{path}:{line}: {field}: {written!r} matches no imported"
+                                 " commit (`llmkpi import git` first); kept as written")
+                full.append(found.sha)
+            row.commit_shas = " ".join(full)
+        return notes
 
     def _row(self, cells: Cells) -> Deployment:
         started, finished = cells.moment("started"), cells.moment("finished")
@@ -96,6 +126,7 @@ class DeploymentsImporter:
         if cells["id"] in seen:
             raise fail("id", f"{cells['id']} appears twice")
         seen.add(cells["id"])
+        self._where[cells["id"]] = (path, line, f"deployments[{index}].commit_shas")
         started = iso_time(fail, "started", cells["started"])
         finished = iso_time(fail, "finished", cells["finished"])
         if finished < started:

@@ -3,12 +3,14 @@ per tenant, integration attempts) and the registry of every kind (docs/imports.m
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
+from itertools import pairwise
 from pathlib import Path
 
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
-from collectors.importers.base import Importer, Unique, read_csv
+from collectors.importers.base import BadInputError, Importer, Unique, read_csv
+from collectors.store import Store
 from collectors.tables import (
     FinanceMonth,
     GpuAllocation,
@@ -72,12 +74,20 @@ class FinanceImporter:
 
 
 class GpuImporter:
+    """GPU inventory: one row per pod and span of time with a count and a price. Rows of one
+    pod may not overlap (two open price rows would bill its GPUs twice), in the file or
+    with what the store holds."""
+
     kind = "gpus"
     columns = ("pod", "gpu_type", "gpu_count", "dollars_per_gpu_hour", "valid_from", "valid_to")
+
+    def __init__(self) -> None:
+        self._lines: dict[tuple[str, datetime], tuple[Path, int]] = {}
 
     def load(self, path: Path) -> list[SQLModel]:
         rows: list[SQLModel] = []
         unique = Unique("valid_from")
+        self._lines = {}
         for cells in read_csv(path, self.columns):
             pod = cells.text("pod")
             start = cells.moment("valid_from")
@@ -86,11 +96,45 @@ class GpuImporter:
             if end is not None and end <= start:
                 raise cells.fail("valid_to", f"{end.isoformat()} is not after valid_from")
             unique.check(cells, (pod, start))
+            self._lines[(pod, start)] = (path, cells.line)
             rows.append(GpuAllocation(
                 pod=pod, gpu_type=cells.text("gpu_type"), valid_from=start, valid_to=end,
                 gpu_count=cells.integer("gpu_count", minimum=1),
                 dollars_per_gpu_hour=cells.amount("dollars_per_gpu_hour")))
         return rows
+
+    def against_store(self, store: Store, rows: list[SQLModel]) -> list[str]:
+        """Refuse a row that overlaps another of its pod, in the file or in the store (a
+        stored row with the same pod and valid_from is replaced, not overlapped)."""
+        with store.session() as session:
+            stored = list(session.exec(select(GpuAllocation)).all())
+        mine = {(r.pod, _utc(r.valid_from)) for r in rows if isinstance(r, GpuAllocation)}
+        spans: dict[str, list[tuple[datetime, datetime | None, bool]]] = {}
+        file_rows = {id(r) for r in rows}
+        for row in [*rows, *stored]:
+            assert isinstance(row, GpuAllocation)
+            key = (row.pod, _utc(row.valid_from))
+            from_file = id(row) in file_rows
+            if not from_file and key in mine:
+                continue
+            spans.setdefault(row.pod, []).append(
+                (key[1], _utc(row.valid_to) if row.valid_to else None, from_file))
+        for pod, items in spans.items():
+            items.sort(key=lambda item: item[0])
+            for (start, end, _), (later, _later_end, later_in_file) in pairwise(items):
+                if end is None or later < end:
+                    path, line = self._lines.get((pod, later if later_in_file else start),
+                                                 (Path("?"), 0))
+                    until = end.isoformat() if end else "open-ended"
+                    raise BadInputError(path, line, "valid_from", f"pod {pod}: from"
+                                        f" {later.isoformat()} overlaps the row from"
+                                        f" {start.isoformat()} ({until}): one price per pod"
+                                        " at a time; close the earlier row with valid_to")
+        return []
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class ReleasesImporter:
@@ -150,13 +194,14 @@ def _all() -> dict[str, Importer]:
     from collectors.importers.git import GitImporter
     from collectors.importers.incidents import IncidentsImporter
     from collectors.importers.jira import WorkItemsImporter
+    from collectors.importers.ledger import LedgerImporter
     from collectors.importers.xmlfiles import CoverageImporter, JUnitImporter
 
     every: list[Importer] = [PeopleImporter(), FinanceImporter(), GpuImporter(),
                              JUnitImporter(), CoverageImporter(), MixpanelExportImporter(),
                              OutboxImporter(), IncidentsImporter(), GitImporter(),
                              DeploymentsImporter(), WorkItemsImporter(), ReleasesImporter(),
-                             TenantRevenueImporter(), IntegrationsImporter()]
+                             TenantRevenueImporter(), IntegrationsImporter(), LedgerImporter()]
     return {i.kind: i for i in every}
 
 

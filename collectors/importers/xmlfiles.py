@@ -9,6 +9,7 @@ import xml.parsers.expat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from xml.etree import ElementTree
 
 from sqlmodel import SQLModel
 
@@ -128,9 +129,26 @@ class JUnitImporter:
 
 class CoverageImporter:
     """Cobertura XML as coverage.py, JaCoCo-to-Cobertura and most CI tools write it.
-    Key: the file name + the report's timestamp."""
+
+    A report is a snapshot of one codebase, so its key is the component it measured and its
+    timestamp: the `--component` given, else the last folder name of the report's first
+    <sources><source> (the code root coverage.py records; the folder above it differs from
+    one CI machine to the next), else "default". Two reports of one component are two
+    snapshots, never summed (KPI 8 reads the latest per component)."""
 
     kind = "coverage"
+
+    def __init__(self, component: str | None = None) -> None:
+        self.component = component
+
+    def _component(self, path: Path) -> str:
+        if self.component:
+            return self.component[:256]
+        for _event, node in ElementTree.iterparse(path, events=("end",)):
+            text = (node.text or "").strip().rstrip("/\\")
+            if node.tag == "source" and text:
+                return text.replace("\\", "/").rsplit("/", 1)[-1][:256] or "default"
+        return "default"
 
     def load(self, path: Path) -> list[SQLModel]:
         elements = read_xml(path)
@@ -144,6 +162,6 @@ class CoverageImporter:
         branches_covered = attrs.count("branches-covered", 0)
         if branches_covered > branches_valid:
             raise attrs.fail("branches-covered", f"{branches_covered} exceeds branches-valid")
-        return [CoverageReport(source=path.name, taken=attrs.moment("timestamp"),
+        return [CoverageReport(source=self._component(path), taken=attrs.moment("timestamp"),
                                lines_valid=valid, lines_covered=covered,
                                branches_valid=branches_valid, branches_covered=branches_covered)]

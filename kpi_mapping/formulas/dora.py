@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
+from collectors.shas import ShaIndex
 from kpi_mapping.values import Value, none, number
 
 PRODUCTION = ("production", "prod")
@@ -37,21 +38,31 @@ def _in(frame: pd.DataFrame, column: str, start: datetime, end: datetime) -> pd.
 def lead_time_hours(deployments: pd.DataFrame, commits: pd.DataFrame, start: datetime,
                     end: datetime) -> Value:
     """median(first successful production deploy finished − commit authored), hours
-    (DORA lead time for changes; DevLake)."""
+    (DORA lead time for changes; DevLake). A commit's lead time ends at the first successful
+    production deployment that carried it; when that was its service's first deployment
+    (which inherits all history) it is left out, and never counted again by a later
+    deployment that lists it. Deployment logs may name commits by a unique prefix."""
     ok = successful(deployments).sort_values("finished", kind="stable")
     if _in(ok, "finished", start, end).empty:
         return none("no successful production deployment in the period")
-    firsts = ok.groupby("service", sort=False).head(1)["id"]
-    shipped = ok[~ok["id"].isin(firsts)]
-    changes = shipped.assign(sha=shipped["commit_shas"].str.split()).explode("sha")
-    changes = changes.dropna(subset=["sha"]).drop_duplicates("sha", keep="first")
-    changes = _in(changes, "finished", start, end).merge(
-        commits[["sha", "authored"]], on="sha", how="inner")
+    firsts = set(ok.groupby("service", sort=False).head(1)["id"])
+    index = ShaIndex(commits["sha"])
+    changes = ok.assign(written=ok["commit_shas"].str.split()).explode("written")
+    changes = changes.dropna(subset=["written"])
+    resolved = [index.resolve(w) for w in changes["written"]]
+    changes = changes.assign(sha=[r.sha for r in resolved],
+                             status=[r.status for r in resolved])
+    # the first successful production deployment of each commit, whichever service it was
+    changes = changes.drop_duplicates("sha", keep="first")
+    changes = changes[~changes["id"].isin(firsts)]
+    changes = _in(changes, "finished", start, end)
+    unknown = int((changes["status"] != "resolved").sum())
+    changes = changes.merge(commits[["sha", "authored"]], on="sha", how="inner")
     if changes.empty:
         return none("the period's deployments carry no known commits",
-                    excluded_first_deployments=len(firsts))
+                    excluded_first_deployments=len(firsts), unknown_commits=unknown)
     hours = (changes["finished"] - changes["authored"]).dt.total_seconds() / HOUR
-    return number(float(hours.median()), changes=len(changes),
+    return number(float(hours.median()), changes=len(changes), unknown_commits=unknown,
                   mean_hours=round(float(hours.mean()), 3))
 
 
@@ -66,17 +77,19 @@ def _linked(deployments: pd.DataFrame, incidents: pd.DataFrame) -> pd.DataFrame:
 def deployment_frequency(deployments: pd.DataFrame, incidents: pd.DataFrame,
                          start: datetime, end: datetime) -> Value:
     """days with a successful production deployment per week (DevLake's deployment days),
-    deployments per day, and change failure rate = production deployments linked to ≥ 1
-    incident / production deployments (never incidents / deployments)."""
+    deployments per day, and change failure rate = successful production deployments linked
+    to ≥ 1 incident / successful production deployments (DevLake's query; never incidents /
+    deployments). Failed deployment attempts are their own figure."""
     weeks = (end - start).total_seconds() / (7 * 86400)
     ok = _in(successful(deployments), "finished", start, end)
     days = ok["finished"].dt.floor("D").nunique()
     tried = _in(production(deployments), "finished", start, end)
-    failed = _linked(tried, incidents)["id"].nunique()
+    caused = _linked(ok, incidents)["id"].nunique()
     detail: dict[str, float | int | str | None] = {
         "deployments": len(ok), "deploys_per_day": round(len(ok) / (weeks * 7), 3),
-        "change_failure_rate": round(failed / len(tried), 4) if len(tried) else None,
-        "failed_deployments": failed}
+        "change_failure_rate": round(caused / len(ok), 4) if len(ok) else None,
+        "deployments_causing_incidents": caused,
+        "failed_deployment_attempts": len(tried) - len(ok)}
     return number(days / weeks, **detail)
 
 

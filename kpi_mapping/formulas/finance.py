@@ -2,7 +2,9 @@
 
 Months that overlap the period count by the share of their days inside it, so week,
 month and quarter periods all add up; stocks (cash, receivables, accounts) are read at the
-period's end and starting MRR and customers at its start.
+period's end and starting MRR and customers at its start. A period's length in months is
+that sum of shares (a calendar month is 1, a quarter 3), never days / 30.44: a month's burn
+is that month's burn.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from kpi_mapping.values import Value, missing, none, number, ratio
 FLOWS = ("revenue", "cogs", "operating_expenses", "sales_marketing", "research_development",
          "net_income", "operating_cash_flow", "mrr_new", "mrr_expansion", "mrr_contraction",
          "mrr_churned", "customers_new", "customers_lost")
-DAYS_PER_MONTH = 365.25 / 12
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Window:
     """Finance of one period: flows summed, stocks at the edges."""
 
     days: float
+    months: float  # Σ each overlapping month's share of its days inside the period
     flows: dict[str, float]
     cash: float
     receivables: float
@@ -35,18 +37,20 @@ class Window:
     sales_cycle_days: float | None
 
     @property
-    def months(self) -> float:
-        return self.days / DAYS_PER_MONTH
-
-    @property
     def net_new_arr(self) -> float:
+        """ARR added in the period: 12 × (new + expansion − contraction − churned MRR)."""
         f = self.flows
         return 12 * (f["mrr_new"] + f["mrr_expansion"] - f["mrr_contraction"]
-                     - f["mrr_churned"]) / self.months
+                     - f["mrr_churned"])
+
+    @property
+    def net_burn(self) -> float:
+        """Cash burned in the period: − operating cash flow (negative: cash generated)."""
+        return -self.flows["operating_cash_flow"]
 
     @property
     def net_burn_per_month(self) -> float:
-        return -self.flows["operating_cash_flow"] / self.months
+        return self.net_burn / self.months
 
 
 def _next_month(day: date) -> date:
@@ -72,7 +76,8 @@ def window(finance: pd.DataFrame, start: datetime, end: datetime) -> Window | No
     known_cycle = [(c, s) for c, s in cycle if c is not None and not pd.isna(c)]
     end_row, start_row = parts[-1][0], parts[0][0]
     return Window(
-        days=(end - start).total_seconds() / 86400, flows=flows, cash=float(end_row["cash"]),
+        days=(end - start).total_seconds() / 86400, months=sum(share for _, share in parts),
+        flows=flows, cash=float(end_row["cash"]),
         receivables=float(end_row["receivables"]), accounts=float(end_row["accounts"]),
         mrr_start=float(start_row["mrr_start"]),
         customers_start=float(start_row["customers_start"]),
@@ -110,7 +115,8 @@ def operating_cash_flow(w: Window) -> Value:
 
 
 def cash_runway_months(w: Window) -> Value:
-    """cash / monthly net burn (net burn = − operating cash flow)."""
+    """cash at the period's end / the period's monthly net burn (net burn = − operating
+    cash flow; a month's burn is that month's)."""
     burn = w.net_burn_per_month
     if burn <= 0:
         return none("cash-flow positive: no burn", cash=w.cash)
@@ -128,9 +134,10 @@ def _arpa_monthly(w: Window) -> float:
 
 
 def arpa(w: Window) -> Value:
-    """monthly revenue / accounts at the period's end."""
-    return ratio(w.flows["revenue"] / w.months, w.accounts, "no accounts",
-                 accounts=w.accounts)
+    """the period's revenue / accounts at the period's end (KPI_SPEC; for a quarter a
+    quarter's ARPA, its monthly figure beside)."""
+    return ratio(w.flows["revenue"], w.accounts, "no accounts", accounts=w.accounts,
+                 per_month=round(_arpa_monthly(w), 2), months=round(w.months, 4))
 
 
 def churn_rate(w: Window) -> Value:
@@ -166,10 +173,15 @@ def net_revenue_retention(w: Window) -> Value:
 
 
 def burn_multiple(w: Window) -> Value:
-    """net burn / net new ARR (Sacks); below zero the company is making cash."""
+    """net burn / net new ARR, both over the period (David Sacks, "The Burn Multiple",
+    2020). A period that made cash has no burn and so no multiple."""
+    if w.net_burn <= 0:
+        return none("cash-flow positive: no burn, so no burn multiple",
+                    net_burn=w.net_burn, net_new_arr=w.net_new_arr)
     if w.net_new_arr <= 0:
-        return none("no net new ARR", net_new_arr=w.net_new_arr)
-    return number(w.net_burn_per_month * 12 / w.net_new_arr, net_new_arr=w.net_new_arr)
+        return none("no net new ARR: burning without growing", net_burn=w.net_burn,
+                    net_new_arr=w.net_new_arr)
+    return number(w.net_burn / w.net_new_arr, net_burn=w.net_burn, net_new_arr=w.net_new_arr)
 
 
 def sales_cycle_days(w: Window) -> Value:
@@ -185,9 +197,10 @@ def dso(w: Window) -> Value:
 
 
 def growth_efficiency(w: Window) -> Value:
-    """net new ARR / (S&M + R&D spend), both per year."""
-    spend = (w.flows["sales_marketing"] + w.flows["research_development"]) * 12 / w.months
-    return ratio(w.net_new_arr, spend, "no S&M or R&D spend")
+    """net new ARR / (S&M + R&D spend), both over the period."""
+    spend = w.flows["sales_marketing"] + w.flows["research_development"]
+    return ratio(w.net_new_arr, spend, "no S&M or R&D spend", net_new_arr=w.net_new_arr,
+                 spend=spend)
 
 
 def ebitda(w: Window) -> Value:
@@ -198,4 +211,5 @@ def ebitda(w: Window) -> Value:
 
 
 def per_year(w: Window, amount: float) -> float:
-    return amount * 365.25 / w.days
+    """A flow of the period as a yearly rate: × 12 / its months."""
+    return amount * 12 / w.months

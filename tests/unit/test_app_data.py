@@ -10,7 +10,6 @@ import pytest
 from app.config import LiveQuery, PageConfig, SloTarget
 from app.data import periods, slo_status
 
-
 STATUS = {"ok": 200, "error": 503, "cancelled": 499, "rejected": 400}
 
 

@@ -139,7 +139,7 @@ def test_fully_loaded_and_busy_time_per_million_tokens_and_margin() -> None:
 def test_overlapping_inventory_rows_are_refused() -> None:
     gpus = inventory(("p", 2.0, 1), ("p", 3.0, 1))  # two open rows from the same instant
     gpus.loc[1, "valid_from"] = pd.Timestamp(T0 + timedelta(minutes=5))
-    with pytest.raises(ValueError, match="pod p: a row from .* overlaps"):
+    with pytest.raises(ValueError, match=r"pod p: a row from .* overlaps"):
         regimes(gpus, T0, T1)
 
 

@@ -72,8 +72,36 @@ class TestDora:
         # successful production deploys on Oct 5 and Oct 7 (twice): 2 days in 31/7 weeks
         assert value.value == pytest.approx(2 / (31 / 7))
         assert value.detail["deployments"] == 3
-        # d2 failed (incident 1 h after); i2 came 25 days after d1: outside the link window
-        assert value.detail["change_failure_rate"] == pytest.approx(1 / 4, abs=1e-4)
+        # d2 is a failed attempt (its incident does not count: it never shipped); i2 came
+        # 25 days after d1, outside the link window: no successful deploy caused an incident
+        assert value.detail["change_failure_rate"] == 0.0
+        assert value.detail["failed_deployment_attempts"] == 1
+        caused = incidents(
+            ("i3", "availability", "2026-10-07T20:00Z", None, "2026-10-07T21:00Z", "d3"))
+        value = dora.deployment_frequency(self.DEPLOYS, caused, OCT, NOV)
+        # DevLake: 1 successful deploy (d3) linked to an incident / 3 successful deploys
+        assert value.detail["change_failure_rate"] == pytest.approx(1 / 3, abs=1e-4)
+
+    def test_a_commit_of_a_first_deployment_is_never_counted_again(self) -> None:
+        again = pd.concat([self.DEPLOYS, deployments(
+            ("d6", "api", "production", "success", "2026-10-09T12:00Z", "a1 c4"))])
+        value = dora.lead_time_hours(again, self.COMMITS, OCT, NOV)
+        # a1 first shipped in d0 (excluded); c4 ships first in d6: 2026-10-08T00:00 → 10-09
+        # 12:00 = 36 h. Changes: c1 10 h, c2 24 h, c3 6 h, c4 36 h → median (10 + 24) / 2
+        assert value.value == 17.0 and value.detail["changes"] == 4
+
+    def test_short_shas_resolve_by_unique_prefix(self) -> None:
+        commits = pd.DataFrame({"sha": ["aaaaaaa111", "aaaaaaa222", "bbbbbbb333", "ccccccc444"],
+                                "authored": [t("2026-10-01T00:00")] * 4})
+        deploys = deployments(
+            ("f", "api", "production", "success", "2026-09-01T00:00Z", ""),
+            ("g", "api", "production", "success", "2026-10-02T00:00Z",
+             "bbbbbbb aaaaaaa CCCCCCC444 ddddddd"))
+        value = dora.lead_time_hours(deploys, commits, OCT, NOV)
+        # bbbbbbb → bbbbbbb333 and CCCCCCC444 (case aside): 24 h each; aaaaaaa is ambiguous
+        # and ddddddd unknown: both counted as unknown, never silently gone
+        assert value.value == 24.0 and value.detail["changes"] == 2
+        assert value.detail["unknown_commits"] == 2
 
     def test_mttr_mean_with_median_and_recovery_beside(self) -> None:
         linked = incidents(
@@ -169,15 +197,50 @@ class TestFinance:
     def test_runway_nrr_cac_and_the_missing_optional_columns(self) -> None:
         october = finance.window(self.FIN, OCT, NOV)
         assert october is not None
-        months_in = 31 / (365.25 / 12)
-        assert finance.cash_runway_months(october).value == pytest.approx(
-            6200 / (310 / months_in))
+        # cash $6,200 / October's own burn $310 = 20 months (no 30.44-day rescaling)
+        assert finance.cash_runway_months(october).value == 20.0
+        # ARPA: October's revenue $3,100 / 10 accounts
+        assert finance.arpa(october).value == 310.0
         assert finance.net_revenue_retention(october).value == pytest.approx(3150 / 3000)
         assert finance.cac(october).value == 250.0
         assert finance.churn_rate(october).value == 0.1
         assert finance.dso(october).value == pytest.approx(1000 / 3100 * 31)
         assert finance.ebitda(october).missing == "finance column ebitda"
         assert finance.sales_cycle_days(october).missing == "finance column sales_cycle_days"
+
+
+class TestBurn:
+    # a quarter: each month burns $30K and adds $2,000 MRR net (new 2,500, expansion 500,
+    # contraction 200, churned 800); S&M $40K + R&D $20K a month
+    Q = months(*({"month": m, "revenue": 20_000.0, "operating_cash_flow": -30_000.0,
+                  "mrr_new": 2_500.0, "mrr_expansion": 500.0, "mrr_contraction": 200.0,
+                  "mrr_churned": 800.0, "sales_marketing": 40_000.0,
+                  "research_development": 20_000.0, "cash": 600_000.0}
+                 for m in ("2026-07-01", "2026-08-01", "2026-09-01")))
+
+    def test_burn_multiple_and_growth_efficiency_over_the_same_period(self) -> None:
+        july = finance.window(self.Q, datetime(2026, 7, 1, tzinfo=UTC),
+                              datetime(2026, 8, 1, tzinfo=UTC))
+        quarter = finance.window(self.Q, datetime(2026, 7, 1, tzinfo=UTC), OCT)
+        assert july is not None and quarter is not None
+        # July: net burn $30,000 / net new ARR 12 × $2,000 = $24,000 → 1.25
+        assert finance.burn_multiple(july).value == pytest.approx(1.25)
+        # quarter: $90,000 / (12 × $6,000 = $72,000) → 1.25, the same company
+        assert finance.burn_multiple(quarter).value == pytest.approx(1.25)
+        # growth efficiency: $24,000 / ($40,000 + $20,000) = 0.4; quarter 72K / 180K = 0.4
+        assert finance.growth_efficiency(july).value == pytest.approx(0.4)
+        assert finance.growth_efficiency(quarter).value == pytest.approx(0.4)
+        # runway: $600,000 / the quarter's $30,000 a month = 20 months
+        assert finance.cash_runway_months(quarter).value == pytest.approx(20.0)
+        assert quarter.months == 3.0
+
+    def test_cash_flow_positive_has_no_burn_multiple(self) -> None:
+        making_cash = self.Q.assign(operating_cash_flow=5_000.0)
+        july = finance.window(making_cash, datetime(2026, 7, 1, tzinfo=UTC),
+                              datetime(2026, 8, 1, tzinfo=UTC))
+        assert july is not None
+        value = finance.burn_multiple(july)
+        assert value.value is None and value.note is not None and "no burn" in value.note
 
 
 def items(*rows: tuple[str, str, str, str | None, float | None, str | None, float | None]

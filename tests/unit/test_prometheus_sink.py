@@ -57,7 +57,8 @@ def test_2000_tenants_leave_at_most_k_plus_one_series(registry: CollectorRegistr
                for part in line.split(",") if part.startswith("tenant=")}
     assert len(tenants) <= 11 and "other" in tenants
     total = sum(registry.get_sample_value("llmkpi_requests_total",
-                                          {**LABELS, "tenant": t, "outcome": "ok", "code": "200"}) or 0
+                                          {**LABELS, "tenant": t, "outcome": "ok",
+                                           "code": "200"}) or 0
                 for t in tenants)
     assert total == 2000  # folding loses no request
     assert registry.get_sample_value("llmkpi_label_overflow_total", {"label": "tenant"}) == 1990
