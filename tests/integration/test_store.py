@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlmodel import SQLModel, select
 
 from collectors.importers.base import BadInputError, run_import
@@ -33,7 +33,7 @@ def assert_rejected(store: Store, kind: str, path: Path, line: int, field: str,
     assert dump(store) == before
 
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def test_a_new_store_is_migrated_to_the_newest_revision(store: Store) -> None:
@@ -264,3 +264,32 @@ def test_bad_incidents_are_named(store: Store, tmp_path: Path, suffix: str, cont
     path = tmp_path / f"incidents{suffix}"
     path.write_text(content)
     assert_rejected(store, "incidents", path, line, field, message)
+
+
+def test_0004_rebuilds_the_roll_up_by_the_availability_rule(tmp_path: Path) -> None:
+    from collectors import rollup
+    from collectors.tables import LedgerHour
+
+    old = Store.open(str(tmp_path / "old.sqlite"), migrate=False)
+    old.upgrade("0003")
+    with old.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO ledger (source, request_id, tenant, model, feature, endpoint, pod, gpu,"
+            " arrival, finish, outcome, http_status, e2e_latency) VALUES ('sidecar', 'a', 't',"
+            " 'm', 'f', 'e', 'p', '', '2026-10-01 00:00:00+00:00', '2026-10-01 00:00:01+00:00',"
+            " 'rejected', 429, 1.0)"))
+        # the old roll-up counted the client's 429 as a failure
+        conn.execute(text(
+            "INSERT INTO ledger_hour (pod, hour, requests, ok, failed, input_tokens,"
+            " output_tokens, busy_seconds, ttft_counts, e2e_counts) VALUES ('p',"
+            " '2026-10-01 00:00:00+00:00', 1, 0, 1, 0, 0, 1.0, '[]', '[]')"))
+        conn.execute(text("INSERT INTO rollup_state (name, last_id) VALUES ('ledger_hour', 1)"))
+    old.close()
+    store = Store.open(str(tmp_path / "old.sqlite"))
+    assert store.revision() == "0004"
+    assert rollup.pending(store) == 1  # emptied: the next refresh rebuilds it
+    rollup.refresh(store)
+    with store.session() as session:
+        (hour,) = session.exec(select(LedgerHour)).all()
+    assert (hour.requests, hour.failed, hour.throttled, hour.cancelled) == (1, 0, 1, 0)
+    store.close()

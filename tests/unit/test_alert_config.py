@@ -101,3 +101,38 @@ def test_the_command_writes_nothing_when_the_config_is_wrong(
     assert main(["alerts", "build", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(build.render_all(
         config.load(build.DEFAULT_CONFIG)))
+
+
+def test_an_alert_reading_a_series_from_another_group_is_refused() -> None:
+    record = rules.Recording("job:x:rate5m", "sum(rate(x[5m]))")
+    alert = rules.Alert("XHigh", "job:x:rate5m > 1", "ticket", "s", "d", "r")
+    assert rules.render([rules.Group("one", [record, alert])]).count("- alert:") == 1
+    with pytest.raises(ValueError, match="XHigh reads job:x:rate5m, recorded in group rec"):
+        rules.check_order([rules.Group("rec", [record]), rules.Group("alerts", [alert])])
+    with pytest.raises(ValueError, match="before the group records it"):
+        rules.check_order([rules.Group("one", [alert, record])])
+
+
+def test_every_generated_group_reads_only_what_it_recorded_before() -> None:
+    for groups in build.rule_files(config.load(build.DEFAULT_CONFIG)).values():
+        rules.check_order(groups)  # raises on a cross-group or out-of-order read
+        assert len(groups) == 1
+
+
+def test_429s_count_against_availability_only_when_configured(tmp_path: Path) -> None:
+    default = slo.groups(config.load(build.DEFAULT_CONFIG))
+    assert 'code="429"' not in rules.render(default)
+    path = tmp_path / "slo.yaml"
+    path.write_text(build.DEFAULT_CONFIG.read_text() + "availability:\n"
+                    "  throttled_is_failure: true\n")
+    loaded = config.load(path)
+    assert loaded.throttled_is_failure
+    text = rules.render(slo.groups(loaded))
+    # bad events: server failures plus 429s (disjoint: a 429 is "rejected")
+    assert 'rate(llmkpi_requests_total{outcome=~"error",code="429"' not in text
+    assert 'sum by (model) (rate(llmkpi_requests_total{code="429"}[5m]))' in text
+    path.write_text(build.DEFAULT_CONFIG.read_text() + "availability:\n"
+                    "  throttled_is_failure: sometimes\n")
+    with pytest.raises(ValueError, match=r"slo.yaml:\d+: availability.throttled_is_failure:"
+                                         " expected true or false"):
+        config.load(path)
