@@ -37,8 +37,12 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
         util.metric("GPU busy", f"{view.utilization:.1%}" if view.utilization is not None
                     else "-", help="busy GPU-seconds / provisioned GPU-seconds")
     if filtered:
-        st.caption(f"The selection spent {_money(view.spent_loaded)} fully loaded"
-                   f" ({_money(view.spent)} of busy GPU time).")
+        with st.container(key="cost-selection"):
+            spent, _rest = st.columns([1, 3])
+            spent.metric("Spent by the selection", _money(view.spent_loaded),
+                         f"busy-time {_money(view.spent)}", delta_color="off",
+                         help="fully loaded: the selection's GPU time plus its share of idle"
+                              " (by cost); busy-time: its GPU time alone")
     if view.unpriced:
         st.caption(f"{view.unpriced:,} requests ran on pods with no price in the GPU"
                    f" inventory and are not counted: `{GPU_IMPORT}` with those pods")

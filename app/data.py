@@ -145,11 +145,14 @@ class CostView:
 def _filtered(allocation: Allocation, filters: Filters) -> Allocation:
     requests = allocation.requests
     mask = pd.Series(True, index=requests.index)
+    keys: dict[str, tuple[str, ...]] = {}
     if filters.tenants:
         mask &= requests["tenant"].isin(filters.tenants)
+        keys["tenant"] = filters.tenants
     if filters.models:
         mask &= requests["model"].isin(filters.models)
-    return allocation if mask.all() else allocation.subset(mask)
+        keys["model"] = filters.models
+    return allocation.subset(mask, keys) if keys else allocation
 
 
 def _dollars(frame: pd.DataFrame, key: str) -> pd.DataFrame:

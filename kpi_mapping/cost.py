@@ -64,14 +64,18 @@ class Allocation:
     def priced(self) -> pd.DataFrame:
         return self.requests[self.requests["input_nano"].notna()]
 
-    def subset(self, mask: pd.Series) -> Allocation:
-        """The requests under mask; their groupings add up to their own rounded totals."""
-        part = self.requests[mask]
-        priced = part[part["input_nano"].notna()]
-        busy = int(priced["input_nano"].sum() + priced["output_nano"].sum())
-        loaded = int(priced["loaded_input_nano"].sum() + priced["loaded_output_nano"].sum())
-        return replace(self, requests=part, allocated_cents=int(to_cents(np.array([busy]))[0]),
-                       bill_cents=int(to_cents(np.array([loaded]))[0]))
+    def subset(self, mask: pd.Series, keys: dict[str, tuple[str, ...]]) -> Allocation:
+        """The requests whose `keys` columns take the given values (tenant, model): their
+        totals are the full allocation's grouping by those keys, summed over the chosen
+        groups, so a selection shows exactly the cents the report shows for it."""
+        names = sorted(keys)
+        table = by(self, names)
+        chosen = np.ones(len(table), dtype=bool)
+        for name in names:
+            chosen &= table[name].isin(keys[name]).to_numpy()
+        return replace(self, requests=self.requests[mask],
+                       allocated_cents=int(table.loc[chosen, "cents"].sum()),
+                       bill_cents=int(table.loc[chosen, "loaded_cents"].sum()))
 
 
 def regimes(gpus: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:

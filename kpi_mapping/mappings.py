@@ -104,11 +104,12 @@ MAPPINGS: tuple[Mapping, ...] = (
             ("finance", "mixpanel"), ("feature_deployed", "feature_engaged")),
     Mapping(7, "ltv", "Customer lifetime value", "ARPA × gross margin / monthly churn",
             "dollars", "Uptime", "(period − downtime) / period, from engine readings (else"
-            " request success)", "ratio", "higher", higher(0.999, 0.995),
+            " 1 − server-side failures / requests not cancelled)", "ratio", "higher",
+            higher(0.999, 0.995),
             ("finance", "engine snapshots", "ledger"),
             ("downtime_experienced", "recovery_noticed"), "avg(llmkpi_engine_up)"),
     Mapping(8, "ltv_to_cac", "LTV : CAC", "LTV / CAC", "multiple",
-            "Automated test coverage", "covered lines / lines, latest report per source",
+            "Automated test coverage", "covered lines / lines, latest report per component",
             "ratio", "higher", higher(0.80, 0.65), ("finance", "coverage")),
     Mapping(9, "net_revenue_retention", "Net revenue retention", "(start MRR + expansion −"
             " contraction − churned) / start MRR", "ratio", "System scalability index",
@@ -120,11 +121,13 @@ MAPPINGS: tuple[Mapping, ...] = (
             " (median and DORA failed-deployment recovery beside)", "hours", "lower",
             lower(1, 24), ("finance", "incidents"), ("downtime_experienced",
                                                       "recovery_noticed")),
-    Mapping(11, "arpa", "Average revenue per account", "monthly revenue / accounts",
+    Mapping(11, "arpa", "Average revenue per account", "the period's revenue /"
+            " accounts at its end",
             "dollars", "Innovation pipeline strength", "open ideas / ideas delivered per week"
             " (trailing 8 weeks)", "weeks", "within", within((4, 12.001), (2, 20.001)),
             ("finance", "work-items")),
-    Mapping(12, "burn_multiple", "Burn multiple", "net burn / net new ARR", "multiple",
+    Mapping(12, "burn_multiple", "Burn multiple", "net burn / net new ARR, both over"
+            " the period", "multiple",
             "Deployment frequency", "days with a successful production deployment per week"
             " (deploys per day and change failure rate beside)", "days_per_week", "higher",
             higher(5, 1), ("finance", "deployments", "incidents"), ("feature_deployed",)),
@@ -143,7 +146,8 @@ MAPPINGS: tuple[Mapping, ...] = (
             "Platform compatibility score", "successful integrations / attempts", "ratio",
             "higher", higher(0.98, 0.95), ("finance", "integrations", "mixpanel"),
             ("integration_attempted",)),
-    Mapping(17, "growth_efficiency", "Growth efficiency", "net new ARR / (S&M + R&D)",
+    Mapping(17, "growth_efficiency", "Growth efficiency", "net new ARR / (S&M + R&D),"
+            " both over the period",
             "multiple", "Security incident response time", "mean(contained − detected) over"
             " security incidents", "hours", "lower", lower(1, 4), ("finance", "incidents")),
     Mapping(18, "ebitda", "EBITDA", "EBITDA as finance reports it", "dollars",

@@ -64,8 +64,11 @@ def write_reports(database: str, workdir: Path) -> dict[str, Path]:
     paths["kpi"].write_text(json.dumps(report.to_dict(result, KpiConfig()), indent=2) + "\n")
     paths["cost"].write_text(json.dumps(cost, indent=2, default=str) + "\n")
     print("\n" + report.format_table(result, KpiConfig()))
+    per_m = cost["per_million_tokens"]
+    rate = (f"; ${per_m['fully_loaded']:,.4f} per million tokens fully loaded"
+            f" (${per_m['busy_time']:,.4f} busy-time)" if per_m["fully_loaded"] else "")
     print(f"\nGPU cost {period.label}: bill ${cost['gpu_bill']:,.2f}, idle ${cost['idle']:,.2f},"
-          f" {cost['requests']:,} requests priced by their GPU time")
+          f" {cost['requests']:,} requests priced by their GPU time{rate}")
     return paths
 
 
