@@ -25,22 +25,29 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
         bill.metric("GPU bill", _money(view.bill), help="the whole fleet for the period")
         idle.metric("Idle cost", _money(view.idle),
                     f"{view.idle / view.bill:.0%} of the bill" if view.bill else None,
-                    delta_color="off", help="provisioned GPU time no request used")
+                    delta_color="off", delta_arrow="off",
+                    help="provisioned GPU time no request used")
         loaded, busy = (view.fleet_per_million["fully_loaded"],
                         view.fleet_per_million["busy_time"])
         per_m.metric("$ per million tokens, fully loaded",
                      f"${loaded:,.4f}" if loaded is not None else "-",
                      f"busy-time ${busy:,.4f}" if busy is not None else None,
-                     delta_color="off",
+                     delta_color="off", delta_arrow="off",
                      help="fully loaded: the GPU bill, idle included, ÷ tokens served (what a"
                           " CFO reads); busy-time: only the GPU time requests used ÷ tokens")
         util.metric("GPU busy", f"{view.utilization:.1%}" if view.utilization is not None
                     else "-", help="busy GPU-seconds / provisioned GPU-seconds")
+    if loaded and busy and loaded > 2 * busy and view.bill:
+        st.caption(f"{view.idle / view.bill:.0%} of the bill paid for GPUs no request was"
+                   f" using, so the fully loaded cost per token is {loaded / busy:,.0f}× what"
+                   " the busy GPU time alone costs: fewer idle GPUs lower it, faster"
+                   " batching does not.")
     if filtered:
         with st.container(key="cost-selection"):
             spent, _rest = st.columns([1, 3])
             spent.metric("Spent by the selection", _money(view.spent_loaded),
                          f"busy-time {_money(view.spent)}", delta_color="off",
+                         delta_arrow="off",
                          help="fully loaded: the selection's GPU time plus its share of idle"
                               " (by cost); busy-time: its GPU time alone")
     if view.unpriced:

@@ -92,11 +92,12 @@ def format_table(doc: dict[str, Any]) -> str:
              f"{doc['requests']:,} requests"
              + (f", {doc['unpriced_requests']:,} on pods with no price: "
                 + ", ".join(map(str, doc["unpriced_pods"])) if doc["unpriced_requests"] else ""),
-             f"$ per million tokens: fully loaded {_rate(fleet['fully_loaded']).strip()}"
-             f" (bill ÷ tokens), busy-time {_rate(fleet['busy_time']).strip()}"
+             f"$ per million tokens: fully loaded ${_rate(fleet['fully_loaded']).strip()}"
+             f" (bill ÷ tokens), busy-time ${_rate(fleet['busy_time']).strip()}"
              " (allocated ÷ tokens)",
-             "", f"{'model':<32} {'loaded in':>9} {'out':>9} {'all':>9}  {'busy in':>9}"
-             f" {'out':>9} {'all':>9} {'cost loaded':>12}"]
+             "", f"{'':<32} {'$/M fully loaded':^29}  {'$/M busy-time':^29}",
+             f"{'model':<32} {'input':>9} {'output':>9} {'blended':>9}  {'input':>9}"
+             f" {'output':>9} {'blended':>9} {'cost loaded':>12}"]
     for m in doc["models"]:
         lines.append(f"{str(m['model'])[:32]:<32} {_rate(m['loaded_input_per_m'])}"
                      f" {_rate(m['loaded_output_per_m'])} {_rate(m['loaded_blended_per_m'])}"

@@ -64,8 +64,16 @@ def test_config_overrides_bands_and_targets(tmp_path: Path) -> None:
     ("version: 1\ncorrelation_periods: 2\n", ":2: correlation_periods: expected a whole"),
     ("version: 1\nslo_ttft_seconds: fast\n", ":2: slo_ttft_seconds: expected a number"),
     ("version: 1\nmappings: [1, 2\n", "not valid YAML"),
+    ("version: 1\nmargin_basis: gross\n",
+     ":2: margin_basis: expected fully_loaded or busy_time, got 'gross'"),
 ], ids=["no-version", "future-version", "typo-key", "no-mapping", "min-above-max",
-        "too-few-periods", "not-a-number", "broken-yaml"])
+        "too-few-periods", "not-a-number", "broken-yaml", "margin-basis"])
+def test_margin_basis_defaults_to_fully_loaded(tmp_path: Path) -> None:
+    assert config.KpiConfig().margin_basis == "fully_loaded"
+    chosen = config.load(write(tmp_path, "version: 1\nmargin_basis: busy_time\n"))
+    assert chosen.margin_basis == "busy_time"
+
+
 def test_config_errors_name_the_line_and_key(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ValueError, match=re.escape(message)):
