@@ -54,6 +54,12 @@ def test_config_overrides_bands_and_targets(tmp_path: Path) -> None:
     assert loaded.targets == {19: 400000.0} and loaded.correlation_periods == 6
 
 
+def test_margin_basis_defaults_to_fully_loaded(tmp_path: Path) -> None:
+    assert config.KpiConfig().margin_basis == "fully_loaded"
+    chosen = config.load(write(tmp_path, "version: 1\nmargin_basis: busy_time\n"))
+    assert chosen.margin_basis == "busy_time"
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("mappings: {}\n", ":1: version: missing"),
     ("version: 2\n", ":1: version: 2 is not a version this llmkpi reads"),
@@ -68,12 +74,6 @@ def test_config_overrides_bands_and_targets(tmp_path: Path) -> None:
      ":2: margin_basis: expected fully_loaded or busy_time, got 'gross'"),
 ], ids=["no-version", "future-version", "typo-key", "no-mapping", "min-above-max",
         "too-few-periods", "not-a-number", "broken-yaml", "margin-basis"])
-def test_margin_basis_defaults_to_fully_loaded(tmp_path: Path) -> None:
-    assert config.KpiConfig().margin_basis == "fully_loaded"
-    chosen = config.load(write(tmp_path, "version: 1\nmargin_basis: busy_time\n"))
-    assert chosen.margin_basis == "busy_time"
-
-
 def test_config_errors_name_the_line_and_key(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ValueError, match=re.escape(message)):
