@@ -169,21 +169,29 @@ def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: floa
         conn.execute(HOURS.insert(), out)
 
 
-def _busy_by_hour(starts: np.ndarray, ends: np.ndarray, origin: float,
-                  hours: int) -> np.ndarray:
-    """Seconds of the union of [start, end) intervals falling in each hour from origin."""
-    busy = np.zeros(hours)
+def union_blocks(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The union of [start, end) intervals as sorted disjoint blocks (a sorted sweep):
+    concurrent requests occupy the engine once. Empty intervals are left out."""
     keep = ends > starts
     if not keep.any():
-        return busy
+        return np.zeros(0), np.zeros(0)
     order = np.argsort(starts[keep], kind="stable")
     s, e = starts[keep][order], ends[keep][order]
     reach = np.maximum.accumulate(e)
     new_block = np.empty(len(s), dtype=bool)
     new_block[0] = True
     new_block[1:] = s[1:] > reach[:-1]
-    block_start = s[new_block] - origin
-    block_end = np.maximum.reduceat(e, np.flatnonzero(new_block)) - origin
+    return s[new_block], np.maximum.reduceat(e, np.flatnonzero(new_block))
+
+
+def _busy_by_hour(starts: np.ndarray, ends: np.ndarray, origin: float,
+                  hours: int) -> np.ndarray:
+    """Seconds of the union of [start, end) intervals falling in each hour from origin."""
+    busy = np.zeros(hours)
+    block_start, block_end = union_blocks(starts, ends)
+    if not len(block_start):
+        return busy
+    block_start, block_end = block_start - origin, block_end - origin
     block_start = np.clip(block_start, 0, hours * HOUR)
     block_end = np.clip(block_end, 0, hours * HOUR)
     first = np.minimum((block_start // HOUR).astype(np.int64), hours - 1)

@@ -23,6 +23,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
+from collectors.rollup import union_blocks
 from kpi_mapping.money import NANO_PER_DOLLAR, dollars_to_nano, split_exact, to_cents
 
 LEDGER_COLUMNS = ("pod", "model", "tenant", "feature", "arrival", "finish", "outcome",
@@ -158,21 +159,10 @@ def busy_blocks(pods: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pd.Da
     frames = []
     for pod in sorted(set(pods.tolist())):
         mask = pods == pod
-        s, e = starts[mask], ends[mask]
-        keep = e > s
-        s, e = s[keep], e[keep]
-        if not len(s):
-            continue
-        order = np.argsort(s, kind="stable")
-        s, e = s[order], e[order]
-        reach = np.maximum.accumulate(e)
-        new_block = np.empty(len(s), dtype=bool)
-        new_block[0] = True
-        new_block[1:] = s[1:] > reach[:-1]
-        block_start = s[new_block]
-        block_end = np.maximum.reduceat(e, np.flatnonzero(new_block))
-        frames.append(pd.DataFrame({"pod": pod, "start": block_start, "end": block_end,
-                                    "busy_s": block_end - block_start}))
+        block_start, block_end = union_blocks(starts[mask], ends[mask])
+        if len(block_start):
+            frames.append(pd.DataFrame({"pod": pod, "start": block_start, "end": block_end,
+                                        "busy_s": block_end - block_start}))
     if not frames:
         return pd.DataFrame({"pod": pd.Series(dtype=object), "start": pd.Series(dtype=float),
                              "end": pd.Series(dtype=float), "busy_s": pd.Series(dtype=float)})
