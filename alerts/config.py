@@ -33,7 +33,7 @@ from typing import Any, Literal, cast
 
 import yaml
 
-from exporters import catalog
+from specs import catalog
 
 VERSION = 1
 Sli = Literal["availability", "ttft", "itl"]

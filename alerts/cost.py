@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alerts import rules as r
 from alerts.config import AlertConfig
-from exporters import catalog as c
+from specs import catalog as c
 
 
 def _per_model(config: AlertConfig) -> list[tuple[str, float, dict[str, str]]]:

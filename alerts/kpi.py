@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alerts import rules as r
 from alerts.config import AlertConfig
-from exporters import catalog as c
+from specs import catalog as c
 
 
 def alerts(config: AlertConfig) -> list[r.Alert]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alerts import rules as r
 from alerts.config import AlertConfig
-from exporters import catalog as c
+from specs import catalog as c
 
 
 def _e2e_quantile(q: float) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from alerts import rules as r
 from alerts.config import SLIS, AlertConfig, Slo, Target
-from exporters import catalog as c
+from specs import catalog as c
 
 MONTH = 30 * 86_400.0
 TINY = "1e-12"  # events per second below any real traffic: 0 / TINY is 0, not NaN

@@ -23,13 +23,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from collectors.store import Store
 from collectors.tables import LedgerHour, LedgerRow, RollupState
-from engine_shim.records import SERVER_FAILURE_OUTCOMES, THROTTLED_STATUS
+from specs.availability import SERVER_FAILURE_OUTCOMES, THROTTLED_STATUS
+from specs.catalog import LEDGER_LATENCY_BUCKETS
 
 NAME = "ledger_hour"
 HOUR = 3600.0
 # Upper bounds (seconds) of the latency bins; one more bin counts everything above the last.
-LATENCY_BOUNDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5,
-                  2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+LATENCY_BOUNDS = LEDGER_LATENCY_BUCKETS.bounds
 LONGEST_REQUEST = 3600.0  # seconds of a request before its hour that can still overlap it
 CHUNK_HOURS = 24 * 30  # recompute 30 days at a time: bounded memory on a year of rows
 FAILED = SERVER_FAILURE_OUTCOMES  # availability's rule: server-side failures only

@@ -10,7 +10,7 @@ from grafanalib import core as g
 
 from dashboards import panels as p
 from dashboards import promql as q
-from exporters import catalog as c
+from specs import catalog as c
 
 UID = "llmkpi-cost"
 VARS = ("model", "tenant", "feature")

@@ -12,8 +12,8 @@ from collections.abc import Mapping as MappingOf
 from grafanalib import core as g
 
 from dashboards import panels as p
-from exporters import catalog as c
 from kpi_mapping.mappings import MAPPINGS, NORTH_STAR, Bands, Mapping, Unit, by_id
+from specs import catalog as c
 
 UID = "llmkpi-executive"
 # Grafana unit ids; a unit Grafana lacks is a suffix.

@@ -6,8 +6,8 @@ Each selector carries the dashboard's variables for the labels its metric has: `
 
 from __future__ import annotations
 
-from exporters import catalog
-from exporters.catalog import MetricSpec
+from specs import catalog
+from specs.catalog import MetricSpec
 
 RATE = "$__rate_interval"
 VARIABLE_LABELS = ("model", "tenant", "feature")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from grafanalib import core as g
 
 from dashboards import panels as p
-from exporters import catalog as c
+from specs import catalog as c
 
 UID = "llmkpi-slo"
 SELECT = '{slo=~"$slo",model=~"$model"}'

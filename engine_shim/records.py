@@ -15,21 +15,6 @@ OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "cancelled", "rejected")
 
 UNKNOWN = "unknown"
 
-# Availability (KPI 7 and the availability SLO) counts server-side failures only: outcome
-# "error" is a 5xx from the engine, an engine the sidecar could not reach, or a stream the
-# engine broke. A client's 4xx ("rejected") is not downtime; a 429 is, when configured.
-SERVER_FAILURE_OUTCOMES: tuple[Outcome, ...] = ("error",)
-THROTTLED_STATUS = 429
-
-
-def is_server_failure(outcome: str, http_status: int | None,
-                      throttled_is_failure: bool = False) -> bool:
-    """Whether a request counts against availability (docs/kpis.md, "Availability")."""
-    if outcome in SERVER_FAILURE_OUTCOMES:
-        return True
-    return throttled_is_failure and http_status == THROTTLED_STATUS
-
-
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     """One inference request as the shim saw it; times are seconds on the wall clock (epoch)."""

@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from exporters import catalog
 from exporters.prometheus import catalog_family, serve_metrics
+from specs import catalog
 
 BAND_CODES = {"green": 0.0, "amber": 1.0, "red": 2.0}
 

@@ -12,9 +12,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from engine_shim.records import EngineSnapshot, RequestRecord
-from exporters import catalog
 from exporters.cardinality import TopKLabel
-from exporters.catalog import MetricSpec
+from specs import catalog
+from specs.catalog import MetricSpec
 
 log = logging.getLogger(__name__)
 

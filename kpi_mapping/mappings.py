@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from specs import catalog
+
 Better = Literal["higher", "lower", "within"]
 Unit = Literal["ratio", "hours", "dollars", "days", "weeks", "months", "days_per_week", "seconds",
                "score", "multiple", "dollars_per_year"]
@@ -71,8 +73,8 @@ def within(green: tuple[float, float], amber: tuple[float, float]) -> Bands:
 
 
 TTFT_P95 = ("histogram_quantile(0.95, sum by (le) "
-            "(rate(llmkpi_time_to_first_token_seconds_bucket[5m])))")
-OK_RATE = 'sum(rate(llmkpi_requests_total{outcome="ok"}[5m]))'
+            f"(rate({catalog.TIME_TO_FIRST_TOKEN.name}_bucket[5m])))")
+OK_RATE = f'sum(rate({catalog.REQUESTS.name}{{outcome="ok"}}[5m]))'
 
 MAPPINGS: tuple[Mapping, ...] = (
     Mapping(1, "revenue_growth", "Revenue growth rate", "(revenue − previous revenue) /"
@@ -85,7 +87,7 @@ MAPPINGS: tuple[Mapping, ...] = (
             "busy GPU-seconds / provisioned GPU-seconds (KV-cache usage beside)", "ratio",
             "within", within((0.60, 0.90), (0.40, 0.95)),
             ("finance", "gpus", "ledger", "engine snapshots"), ("resource_spike",),
-            "avg(llmkpi_engine_kv_cache_usage_ratio)"),
+            f"avg({catalog.ENGINE_KV_CACHE_USAGE.name})"),
     Mapping(3, "net_profit_margin", "Net profit margin", "net income / revenue", "ratio",
             "Cost per defect", "Σ defect fix hours × mean loaded hourly rate / defects fixed",
             "dollars", "lower", None, ("finance", "work-items", "people"),
@@ -107,7 +109,7 @@ MAPPINGS: tuple[Mapping, ...] = (
             " 1 − server-side failures / requests not cancelled)", "ratio", "higher",
             higher(0.999, 0.995),
             ("finance", "engine snapshots", "ledger"),
-            ("downtime_experienced", "recovery_noticed"), "avg(llmkpi_engine_up)"),
+            ("downtime_experienced", "recovery_noticed"), f"avg({catalog.ENGINE_UP.name})"),
     Mapping(8, "ltv_to_cac", "LTV : CAC", "LTV / CAC", "multiple",
             "Automated test coverage", "covered lines / lines, latest report per component",
             "ratio", "higher", higher(0.80, 0.65), ("finance", "coverage")),

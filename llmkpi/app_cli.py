@@ -34,7 +34,7 @@ def add_arguments(sub: Any) -> None:
 def live_queries() -> tuple[Any, ...]:
     """The live numbers' PromQL, from the catalogue and the recorded SLO series."""
     from app.config import LiveQuery
-    from exporters import catalog
+    from specs import catalog
 
     def p95(spec: catalog.MetricSpec) -> str:
         return (f"histogram_quantile(0.95, sum by (le) (rate({spec.name}_bucket[5m])))")

@@ -20,6 +20,7 @@ from llmkpi import demo_stack, loadgen, processes
 from llmkpi import settings as settings_mod
 from llmkpi.settings import DEFAULT_SALT
 from llmkpi.summary import format_summary, tenant_summary
+from specs import catalog
 
 DEMO_TENANTS = 8
 
@@ -37,8 +38,8 @@ def _alias_file(workdir: Path) -> Path:
 class EnginePeaks:
     """Polls the sidecar's /metrics once a second and keeps the fullest moments of the engine."""
 
-    GAUGES = ("llmkpi_engine_kv_cache_usage_ratio", "llmkpi_engine_requests_running",
-              "llmkpi_engine_requests_waiting")
+    GAUGES = (catalog.ENGINE_KV_CACHE_USAGE.name, catalog.ENGINE_REQUESTS_RUNNING.name,
+              catalog.ENGINE_REQUESTS_WAITING.name)
 
     def __init__(self, metrics_url: str) -> None:
         self.url = metrics_url
@@ -69,7 +70,7 @@ class EnginePeaks:
         for name, _labels, value in parse_exposition(text):
             if name in self.peak:
                 self.peak[name] = max(self.peak[name], value)
-            elif name == "llmkpi_engine_preemptions_total":
+            elif name == catalog.ENGINE_PREEMPTIONS.name:
                 self.preemptions = value
 
     def report(self) -> str:

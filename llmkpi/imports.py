@@ -20,7 +20,7 @@ from collectors.importers.prometheus import SNAPSHOT_FIELDS, PrometheusImporter
 from collectors.importers.xmlfiles import CoverageImporter
 from collectors.store import Store
 from engine_shim.engine_metrics import NAME_TABLE
-from exporters import catalog
+from specs import catalog
 
 KINDS = sorted([*IMPORTERS, "prometheus"])
 SIDECAR_NAMES = {

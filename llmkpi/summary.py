@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from engine_shim.engine_metrics import parse_exposition
-from exporters import catalog
+from specs import catalog
 
 
 def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:

@@ -21,7 +21,6 @@ from collectors.demo_company import DemoCompany
 from collectors.demo_company.load import load
 from collectors.store import Store
 from collectors.tables import FinanceMonth, LedgerHour, LedgerRow
-from exporters import catalog
 from kpi_mapping import data, inputs
 from kpi_mapping.config import KpiConfig
 from kpi_mapping.cost_report import report as cost_report
@@ -29,6 +28,7 @@ from kpi_mapping.periods import parse_period
 from kpi_mapping.report import build, format_table, to_dict
 from llmkpi import processes
 from llmkpi.demo_data import make
+from specs import catalog
 from tests.integration.test_store import ROOT
 
 pytestmark = pytest.mark.integration

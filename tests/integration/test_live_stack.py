@@ -25,10 +25,10 @@ from collectors.demo_company.load import load
 from collectors.store import Store
 from dashboards import build as dashboard_build
 from dashboards import panels
-from exporters import catalog
 from llmkpi import processes
 from llmkpi.demo_data import make
 from llmkpi.loadgen import LoadSpec, run_load
+from specs import catalog
 from tests.integration.helpers import PrometheusProc, prometheus, sidecar, simulator
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from exporters import catalog
 from llmkpi.loadgen import LoadSpec, quantile, run_load
+from specs import catalog
 from tests.integration.helpers import prometheus, sidecar, simulator
 
 pytestmark = pytest.mark.integration

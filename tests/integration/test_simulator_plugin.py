@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from exporters import catalog
 from llmkpi import processes
 from llmkpi.loadgen import LoadSpec, run_load
+from specs import catalog
 from tests.integration.helpers import simulator
 
 pytestmark = pytest.mark.integration

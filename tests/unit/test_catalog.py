@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from exporters import catalog
+from specs import catalog
 
 NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 

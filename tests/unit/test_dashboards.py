@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from dashboards import build, panels
-from exporters import catalog
 from kpi_mapping.mappings import MAPPINGS, Bands, Range
+from specs import catalog
 
 DOCS = {name: json.loads(text) for name, text in build.render_all().items()}
 NAME_RE = re.compile(r"\b(llmkpi_[a-z0-9_:]+)")

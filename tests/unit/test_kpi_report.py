@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from exporters import catalog
 from kpi_mapping import config
 from kpi_mapping.mappings import MAPPINGS, by_id
 from kpi_mapping.report import correlation, show, trend
+from specs import catalog
 
 
 def test_nineteen_mappings_with_unique_ids_and_keys() -> None:

@@ -5,8 +5,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from engine_shim.records import EngineSnapshot, RequestRecord
-from exporters import catalog
 from exporters.prometheus import LabelledPairCollector, PrometheusSink
+from specs import catalog
 
 BASE = RequestRecord(
     request_id="r1", tenant="acme", model="llama", feature="chat",

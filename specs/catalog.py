@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from engine_shim.records import SERVER_FAILURE_OUTCOMES, THROTTLED_STATUS
+from specs.availability import SERVER_FAILURE_OUTCOMES, THROTTLED_STATUS
 
 MetricType = Literal["counter", "gauge", "histogram"]
 
@@ -57,7 +57,16 @@ QUEUE_BUCKETS = BucketFamily(
     "Waiting for a KV-cache slot is near zero on a healthy engine and minutes when it is"
     " saturated; a log-like spread covers both without many bins.",
 )
-BUCKET_FAMILIES = (TTFT_BUCKETS, ITL_BUCKETS, E2E_BUCKETS, QUEUE_BUCKETS)
+LEDGER_LATENCY_BUCKETS = BucketFamily(
+    "ledger_latency",
+    (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
+     7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+    "The hourly ledger roll-up's TTFT and end-to-end bins (one more counts what lies above"
+    " the last): every SLO threshold a company sets between 10 ms and 10 min falls on or"
+    " near a bound, in few enough bins to keep a year of pod-hours small.",
+)
+BUCKET_FAMILIES = (TTFT_BUCKETS, ITL_BUCKETS, E2E_BUCKETS, QUEUE_BUCKETS,
+                   LEDGER_LATENCY_BUCKETS)
 
 
 @dataclass(frozen=True)
