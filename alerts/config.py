@@ -31,9 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import yaml
-
 from specs import catalog
+from specs.configfile import ConfigFile, Node
 
 VERSION = 1
 Sli = Literal["availability", "ttft", "itl"]
@@ -41,8 +40,6 @@ SLIS: dict[str, catalog.MetricSpec | None] = {
     "availability": None, "ttft": catalog.TIME_TO_FIRST_TOKEN,
     "itl": catalog.INTER_TOKEN_LATENCY}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-DURATION_RE = re.compile(r"^(\d+)([dhm])$")
-UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60}
 DAY = 86_400.0
 
 
@@ -97,72 +94,11 @@ class AlertConfig:
     throttled_is_failure: bool = False
 
 
-class _Node:
-    def __init__(self, value: Any, line: int) -> None:
-        self.value, self.line = value, line
-
-
-def _tree(node: yaml.Node, loader: yaml.SafeLoader) -> _Node:
-    line = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        return _Node({loader.construct_object(k): _tree(v, loader) for k, v in node.value},
-                     line)
-    if isinstance(node, yaml.SequenceNode):
-        return _Node([_tree(item, loader) for item in node.value], line)
-    return _Node(loader.construct_object(node), line)
-
-
-class _Reader:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, node: _Node, key: str, problem: str) -> ValueError:
-        return ValueError(f"{self.path}:{node.line}: {key}: {problem}")
-
-    def mapping(self, node: _Node, key: str) -> dict[str, _Node]:
-        if not isinstance(node.value, dict):
-            raise self.fail(node, key, "expected a mapping of keys to values")
-        return {str(name): value for name, value in node.value.items()}
-
-    def fields(self, node: _Node, key: str, allowed: tuple[str, ...]) -> dict[str, _Node]:
-        """The mapping at `node`, refusing keys not in `allowed`."""
-        for name, value in self.mapping(node, key).items():
-            if name not in allowed:
-                raise self.fail(value, f"{key}.{name}".lstrip("."),
-                                f"unknown key: expected {', '.join(allowed)}")
-        return self.mapping(node, key)
-
-    def number(self, node: _Node, key: str, low: float = 0.0, high: float | None = None,
-               open_low: bool = False) -> float:
-        value = node.value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(node, key, f"expected a number, got {value!r}")
-        if value < low or (open_low and value == low) or (high is not None and value >= high):
-            bounds = f"{'above' if open_low else 'at least'} {low:g}"
-            if high is not None:
-                bounds += f" and below {high:g}"
-            raise self.fail(node, key, f"{value!r} is out of range: give a number {bounds}")
-        return float(value)
-
-    def text(self, node: _Node, key: str, pattern: re.Pattern[str] | None = None) -> str:
-        if not isinstance(node.value, str) or not node.value:
-            raise self.fail(node, key, f"expected text, got {node.value!r}")
-        if pattern is not None and not pattern.match(node.value):
-            raise self.fail(node, key, f"{node.value!r} is not a valid name (a-z, 0-9, _)")
-        return node.value
-
-    def duration(self, node: _Node, key: str) -> float:
-        match = DURATION_RE.match(str(node.value))
-        if match is None:
-            raise self.fail(node, key, f"{node.value!r} is not a duration like 30d, 12h, 90m")
-        return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
-
-
-def _threshold(read: _Reader, node: _Node, key: str, sli: str) -> float:
+def _threshold(read: ConfigFile, node: Node, key: str, sli: str) -> float:
     spec = SLIS[sli]
     if spec is None or spec.buckets is None:
         raise read.fail(node, key, "an availability SLO has no latency threshold")
-    value = read.number(node, key, open_low=True)
+    value = read.number(node, key, low=0.0, open_low=True)
     bounds = spec.buckets.bounds
     if value not in bounds:
         near = sorted(bounds, key=lambda b: abs(b - value))[:2]
@@ -172,7 +108,7 @@ def _threshold(read: _Reader, node: _Node, key: str, sli: str) -> float:
     return value
 
 
-def _period(read: _Reader, node: _Node, key: str) -> float:
+def _period(read: ConfigFile, node: Node, key: str) -> float:
     seconds = read.duration(node, key)
     # The shortest window is 5 minutes of a 30-day period: under 12 h it gets below 5 s,
     # which is too few scrapes for rate().
@@ -185,7 +121,7 @@ def _period(read: _Reader, node: _Node, key: str) -> float:
 TARGET_KEYS = ("objective", "period", "threshold_seconds")
 
 
-def _target(read: _Reader, node: _Node, fields: dict[str, _Node], key: str, sli: str,
+def _target(read: ConfigFile, node: Node, fields: dict[str, Node], key: str, sli: str,
             base: Target | None) -> Target:
     """The SLO's own target (base None: objective required) or a model's over the base."""
     if base is None and "objective" not in fields:
@@ -205,12 +141,12 @@ def _target(read: _Reader, node: _Node, fields: dict[str, _Node], key: str, sli:
     return target
 
 
-def _slo(read: _Reader, node: _Node, key: str) -> Slo:
+def _slo(read: ConfigFile, node: Node, key: str) -> Slo:
     fields = read.fields(node, key, ("name", "sli", *TARGET_KEYS, "models"))
     for required in ("name", "sli"):
         if required not in fields:
             raise read.fail(node, f"{key}.{required}", "missing")
-    name = read.text(fields["name"], f"{key}.name", NAME_RE)
+    name = read.text(fields["name"], f"{key}.name", NAME_RE, "a-z, 0-9, _")
     sli = read.text(fields["sli"], f"{key}.sli")
     if sli not in SLIS:
         raise read.fail(fields["sli"], f"{key}.sli", f"{sli!r}: expected one of"
@@ -225,51 +161,33 @@ def _slo(read: _Reader, node: _Node, key: str) -> Slo:
     return Slo(name, cast(Sli, sli), default, models)
 
 
-def _numbers(read: _Reader, node: _Node, key: str, cls: type[Serving] | type[Cost]) -> Any:
+def _numbers(read: ConfigFile, node: Node, key: str, cls: type[Serving] | type[Cost]) -> Any:
     """`serving` or `cost`: positive numbers, and for cost a number per model."""
     values: dict[str, Any] = {}
     for name, value in read.fields(node, key, tuple(cls.__dataclass_fields__)).items():
         if name == "models":
-            values[name] = {m: read.number(v, f"{key}.models.{m}", open_low=True)
+            values[name] = {m: read.number(v, f"{key}.models.{m}", low=0.0, open_low=True)
                             for m, v in read.mapping(value, f"{key}.models").items()}
         else:
-            values[name] = read.number(value, f"{key}.{name}", open_low=True)
+            values[name] = read.number(value, f"{key}.{name}", low=0.0, open_low=True)
     return cls(**values)
 
 
 KPI_KEYS = {"out_of_band_for": "out_of_band_for_seconds", "stale_after": "stale_after_seconds"}
 
 
-def _kpi(read: _Reader, node: _Node) -> Kpi:
+def _kpi(read: ConfigFile, node: Node) -> Kpi:
     fields = read.fields(node, "kpi", tuple(KPI_KEYS))
     return Kpi(**{KPI_KEYS[k]: read.duration(v, f"kpi.{k}") for k, v in fields.items()})
 
 
 def load(path: Path) -> AlertConfig:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the SLO config: {exc.strerror}") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
-    finally:
-        loader.dispose()
-    if root is None:
-        raise ValueError(f"{path}: the SLO config is empty; it needs `version: 1` and `slos`")
-    read = _Reader(path)
-    top = _tree(root, yaml.SafeLoader(""))
-    doc = read.fields(top, "", ("version", "sidecar_job", "runbook_url", "slos", "serving",
-                                "cost", "kpi", "availability"))
-    if "version" not in doc:
-        raise read.fail(top, "version", f"missing: this llmkpi reads version {VERSION}")
-    if doc["version"].value != VERSION:
-        raise read.fail(doc["version"], "version", f"{doc['version'].value!r} is not a"
-                        f" version this llmkpi reads ({VERSION})")
+    read = ConfigFile(path, "the SLO config", VERSION, "`version: 1` and `slos`")
+    read.refuse_unknown(("sidecar_job", "runbook_url", "slos", "serving", "cost", "kpi",
+                         "availability"))
+    doc = read.top
     if "slos" not in doc or not isinstance(doc["slos"].value, list) or not doc["slos"].value:
-        raise read.fail(doc.get("slos", top), "slos", "expected a list of SLOs")
+        raise read.fail(doc.get("slos", read.root), "slos", "expected a list of SLOs")
     slos = tuple(_slo(read, item, f"slos[{i}]") for i, item in enumerate(doc["slos"].value))
     seen: set[str] = set()
     for i, slo in enumerate(slos):
@@ -288,9 +206,6 @@ def load(path: Path) -> AlertConfig:
     if "availability" in doc:
         fields = read.fields(doc["availability"], "availability", ("throttled_is_failure",))
         if "throttled_is_failure" in fields:
-            node = fields["throttled_is_failure"]
-            if not isinstance(node.value, bool):
-                raise read.fail(node, "availability.throttled_is_failure",
-                                f"expected true or false, got {node.value!r}")
-            extra["throttled_is_failure"] = node.value
+            extra["throttled_is_failure"] = read.flag(fields["throttled_is_failure"],
+                                                      "availability.throttled_is_failure")
     return AlertConfig(slos=slos, **extra)

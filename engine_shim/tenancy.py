@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from specs.configfile import ConfigFile
 
 ANONYMOUS = "anonymous"
 _HASH_RE = re.compile(r"^key-[0-9a-f]{16}$")
@@ -23,34 +23,25 @@ def hash_api_key(key: str, salt: str) -> str:
 
 def load_alias_file(path: Path) -> dict[str, str]:
     """Read `{version: 1, tenants: {name: [key-hash, ...]}}` into hash -> tenant name."""
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read tenant alias file: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ValueError(f"{path}:{line}: not valid YAML") from exc
-    if not isinstance(doc, dict) or doc.get("version") != 1:
-        raise ValueError(f"{path}: field 'version' must be 1")
-    tenants = doc.get("tenants")
-    if not isinstance(tenants, dict):
-        raise ValueError(f"{path}: field 'tenants' must map tenant names to lists of key hashes")
+    read = ConfigFile(path, "the tenant alias file", 1, "`version: 1` and `tenants`")
+    read.refuse_unknown(("tenants",))
+    if "tenants" not in read.top:
+        raise read.fail(read.root, "tenants", "missing: map tenant names to lists of key"
+                        " hashes")
     aliases: dict[str, str] = {}
-    for name, hashes in tenants.items():
+    for name, node in read.mapping(read.top["tenants"], "tenants").items():
+        where = f"tenants.{name}"
         if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise ValueError(f"{path}: tenant name {name!r} must match {_NAME_RE.pattern}")
-        if not isinstance(hashes, list):
-            raise ValueError(f"{path}: field 'tenants.{name}' must be a list of key hashes")
-        for item in hashes:
-            if not isinstance(item, str) or not _HASH_RE.match(item):
-                raise ValueError(
-                    f"{path}: field 'tenants.{name}' has {item!r}; expected 'key-' and 16 hex"
-                    " digits as printed by `llmkpi tenant-hash`"
-                )
-            if item in aliases and aliases[item] != name:
-                raise ValueError(f"{path}: key hash {item} is listed under two tenants")
-            aliases[item] = name
+            raise read.fail(node, where, f"tenant name {name!r} must match"
+                            f" {_NAME_RE.pattern}")
+        for item in read.items(node, where):
+            if not isinstance(item.value, str) or not _HASH_RE.match(item.value):
+                raise read.fail(item, where, f"{item.value!r} is not a key hash; expected"
+                                " 'key-' and 16 hex digits as printed by `llmkpi tenant-hash`")
+            if aliases.get(item.value, name) != name:
+                raise read.fail(item, where, f"key hash {item.value} is listed under two"
+                                " tenants")
+            aliases[item.value] = name
     return aliases
 
 
