@@ -29,35 +29,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
-from specs import catalog
 from specs.configfile import ConfigFile, Node
+from specs.slo import DAY, SLIS, SliName, Slo, Target
+
+__all__ = ["SLIS", "AlertConfig", "Cost", "Kpi", "Serving", "Slo", "Target", "load"]
 
 VERSION = 1
-Sli = Literal["availability", "ttft", "itl"]
-SLIS: dict[str, catalog.MetricSpec | None] = {
-    "availability": None, "ttft": catalog.TIME_TO_FIRST_TOKEN,
-    "itl": catalog.INTER_TOKEN_LATENCY}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-DAY = 86_400.0
-
-
-@dataclass(frozen=True)
-class Target:
-    """What one SLO promises for a model (or for every model not named)."""
-
-    objective: float
-    period_seconds: float
-    threshold_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class Slo:
-    name: str
-    sli: Sli
-    default: Target
-    models: dict[str, Target] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,7 +75,7 @@ class AlertConfig:
 
 
 def _threshold(read: ConfigFile, node: Node, key: str, sli: str) -> float:
-    spec = SLIS[sli]
+    spec = SLIS[sli].histogram
     if spec is None or spec.buckets is None:
         raise read.fail(node, key, "an availability SLO has no latency threshold")
     value = read.number(node, key, low=0.0, open_low=True)
@@ -158,7 +138,7 @@ def _slo(read: ConfigFile, node: Node, key: str) -> Slo:
             where = f"{key}.models.{model}"
             models[model] = _target(read, entry, read.fields(entry, where, TARGET_KEYS), where,
                                     sli, default)
-    return Slo(name, cast(Sli, sli), default, models)
+    return Slo(name, cast(SliName, sli), default, models)
 
 
 def _numbers(read: ConfigFile, node: Node, key: str, cls: type[Serving] | type[Cost]) -> Any:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alerts import rules as r
-from alerts.config import SLIS, AlertConfig, Slo, Target
+from alerts.config import AlertConfig
 from specs import catalog as c
+from specs.slo import Slo, Target
 
 MONTH = 30 * 86_400.0
 TINY = "1e-12"  # events per second below any real traffic: 0 / TINY is 0, not NaN
@@ -75,19 +76,25 @@ def scopes(slo: Slo) -> list[Scope]:
 
 
 def _events(scope: Scope, window: str, throttled: bool) -> tuple[str, str]:
-    """(events, bad events) per second over the window, summed by model."""
-    spec = SLIS[scope.slo.sli]
-    if spec is None:
-        valid = c.REQUESTS.name + scope.select('outcome!="cancelled"')
-        bad = f"sum by (model) (rate({c.REQUESTS.name}{scope.select(c.SERVER_FAILURE_MATCHER)}" \
-            f"[{window}]))"
-        if throttled:  # 429s are "rejected", so the two sets never overlap
-            bad += (f" + sum by (model) (rate({c.REQUESTS.name}"
-                    f"{scope.select(c.THROTTLED_MATCHER)}[{window}]))")
+    """(events, bad events) per second over the window, summed by model, as the SLI's one
+    definition in specs/slo.py says (kpi_mapping/slo.py evaluates the ledger by the same)."""
+    sli = scope.slo.spec
+    if sli.kind == "requests":
+        not_events = (f'outcome!="{sli.not_events[0]}"' if len(sli.not_events) == 1
+                      else f'outcome!~"{"|".join(sli.not_events)}"')
+        valid = c.REQUESTS.name + scope.select(not_events)
+        bad_outcomes = "|".join(sli.bad_outcomes)
+        bad = f"sum by (model) (rate({c.REQUESTS.name}" \
+            f"{scope.select(f'outcome=~{chr(34)}{bad_outcomes}{chr(34)}')}[{window}]))"
+        if throttled and sli.throttled_status is not None:
+            # a throttled request is "rejected", never a bad outcome: the sets are disjoint
+            code = f'code="{sli.throttled_status}"'
+            bad += f" + sum by (model) (rate({c.REQUESTS.name}{scope.select(code)}[{window}]))"
         events = f"sum by (model) (rate({valid}[{window}]))"
         # No error series at all is zero errors, not no data.
         return events, f"(({bad}) or 0 * {events})"
-    assert scope.target.threshold_seconds is not None
+    spec = sli.histogram
+    assert spec is not None and scope.target.threshold_seconds is not None
     le = c.le_label(scope.target.threshold_seconds)
     count = f"sum by (model) (rate({spec.name}_count{scope.select()}[{window}]))"
     le_matcher = f'le="{le}"'
@@ -133,15 +140,12 @@ def recordings(scope: Scope, throttled: bool = False) -> list[r.Recording]:
 
 
 ALERT_NAMES = {"page": "LlmkpiErrorBudgetBurnFast", "ticket": "LlmkpiErrorBudgetBurnSlow"}
-SLI_WORDS = {"availability": "requests that failed on the server side",
-             "ttft": "requests whose first token came later than {t:g} s",
-             "itl": "token gaps longer than {t:g} s"}
 
 
 def burn_alerts(scope: Scope, runbook_url: str) -> list[r.Alert]:
     budget = 1 - scope.target.objective
     period = r.duration(scope.target.period_seconds)
-    words = SLI_WORDS[scope.slo.sli].format(t=scope.target.threshold_seconds or 0)
+    words = scope.slo.spec.bad_events.format(t=scope.target.threshold_seconds or 0)
     out = []
     severities: tuple[r.Severity, ...] = ("page", "ticket")
     for severity in severities:

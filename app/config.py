@@ -1,8 +1,7 @@
 """What the page is given by `llmkpi app`: the store, the KPI config, the SLOs, Prometheus.
 
 The launcher (the composition root) reads the SLO config and builds the PromQL; the page
-receives them as plain data in one JSON file, so it needs nothing but kpi_mapping and
-collectors.
+receives them as plain data in one JSON file, the SLOs in the one model of specs/slo.py.
 """
 
 from __future__ import annotations
@@ -12,17 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-SliKind = Literal["availability", "ttft", "itl"]
-
-
-@dataclass(frozen=True)
-class SloTarget:
-    """One SLO as the ledger can judge it: the share of good events must reach `objective`."""
-
-    name: str
-    sli: SliKind
-    objective: float
-    threshold_seconds: float | None = None
+from specs.slo import Slo
 
 
 @dataclass(frozen=True)
@@ -39,20 +28,21 @@ class PageConfig:
     database: str
     kpi_config: str | None = None
     prometheus_url: str | None = None
-    slos: tuple[SloTarget, ...] = ()
+    slos: tuple[Slo, ...] = ()  # the SLO config's, as specs/slo.py models them
     live: tuple[LiveQuery, ...] = ()
     history: int = 6  # periods shown in the cost-over-time chart and the sparklines
     throttled_is_failure: bool = False  # the SLO config's availability switch (429s)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        doc = asdict(self) | {"slos": [s.to_dict() for s in self.slos]}
+        return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> PageConfig:
         doc: dict[str, Any] = json.loads(text)
         return cls(database=str(doc["database"]), kpi_config=doc.get("kpi_config"),
                    prometheus_url=doc.get("prometheus_url"),
-                   slos=tuple(SloTarget(**s) for s in doc.get("slos", [])),
+                   slos=tuple(Slo.from_dict(s) for s in doc.get("slos", [])),
                    live=tuple(LiveQuery(**q) for q in doc.get("live", [])),
                    history=int(doc.get("history", 6)),
                    throttled_is_failure=bool(doc.get("throttled_is_failure", False)))

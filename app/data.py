@@ -11,16 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
-from sqlmodel import col
 
-from app.config import SloTarget
 from collectors import rollup
 from collectors.store import Store, normalise_url
-from collectors.tables import FinanceMonth, LedgerRow
 from kpi_mapping import cost_report, inputs, report
+from kpi_mapping import health as health_mod
 from kpi_mapping.config import KpiConfig
 from kpi_mapping.cost import (
     Allocation,
@@ -30,9 +26,11 @@ from kpi_mapping.cost import (
     margin_by_tenant,
     per_million_tokens,
 )
-from kpi_mapping.data import utc
+from kpi_mapping.data import choices, latest_data
+from kpi_mapping.health import Health
 from kpi_mapping.periods import Period, period_containing
 from kpi_mapping.report import Report, history
+from specs.slo import Slo
 
 PICKER_PERIODS = 12
 GPU_IMPORT = inputs.SOURCES["gpus"][1]
@@ -63,24 +61,14 @@ def open_store(url: str) -> Store:
     return store
 
 
+__all__ = ["choices", "latest_data"]  # the page reads them from here
+
+
 def _exists(path: str) -> bool:
     return path == ":memory:" or Path(path).expanduser().is_file()
 
 
 # --- periods ---------------------------------------------------------------------------------
-
-def latest_data(store: Store) -> datetime | None:
-    """The newest request in the ledger, else the end of the newest finance month."""
-    with store.engine.connect() as conn:
-        arrival = conn.execute(select(func.max(col(LedgerRow.arrival)))).scalar()
-        month = conn.execute(select(func.max(col(FinanceMonth.month)))).scalar()
-    if arrival is not None:
-        stamp = pd.Timestamp(arrival)
-        return (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp).to_pydatetime()
-    if month is not None:
-        return period_containing("month", month).end - timedelta(seconds=1)
-    return None
-
 
 def periods(kind: str, latest: datetime | None, count: int = PICKER_PERIODS
             ) -> tuple[list[Period], int]:
@@ -114,14 +102,6 @@ class Filters:
 
     def active(self) -> bool:
         return bool(self.tenants or self.models)
-
-
-def choices(store: Store) -> tuple[list[str], list[str]]:
-    """Every tenant and model the ledger has seen, for the filters."""
-    with store.engine.connect() as conn:
-        tenants = conn.execute(select(col(LedgerRow.tenant)).distinct()).scalars().all()
-        models = conn.execute(select(col(LedgerRow.model)).distinct()).scalars().all()
-    return sorted(map(str, tenants)), sorted(map(str, models))
 
 
 @dataclass(frozen=True)
@@ -232,92 +212,12 @@ def cost_history(views: Sequence[CostView | None]) -> pd.DataFrame:
                                        "dollars_per_million"])
 
 
-# --- serving health --------------------------------------------------------------------------
+# --- serving health (computed in kpi_mapping.health; the page presents it) ------------------
 
-SERVING_COLUMNS = ("arrival", "tenant", "model", "outcome", "http_status",
-                   "time_to_first_token", "mean_inter_token_latency", "output_tokens")
-
-
-def requests(store: Store, period: Period, filters: Filters) -> pd.DataFrame:
-    query = select(*(getattr(LedgerRow, c) for c in SERVING_COLUMNS)).where(
-        col(LedgerRow.arrival) >= period.start, col(LedgerRow.arrival) < period.end)
-    if filters.tenants:
-        query = query.where(col(LedgerRow.tenant).in_(filters.tenants))
-    if filters.models:
-        query = query.where(col(LedgerRow.model).in_(filters.models))
-    with store.engine.connect() as conn:
-        frame = pd.read_sql(query, conn)
-    return utc(frame, "arrival")
+ServingView = Health
 
 
-@dataclass(frozen=True)
-class SloStatus:
-    target: SloTarget
-    events: float
-    bad: float
-    achieved: float | None  # good / events
-    budget_remaining: float | None  # 1 − bad share / allowed bad share (below 0: overspent)
-
-
-@dataclass(frozen=True)
-class ServingView:
-    requests: int
-    failed: int
-    ttft_p95: float | None
-    itl_p95: float | None
-    daily: pd.DataFrame  # day, ttft_p95, itl_p95, requests
-    slos: list[SloStatus]
-
-
-def _p95(values: pd.Series) -> float | None:
-    values = values.dropna()
-    return float(np.quantile(values.to_numpy(dtype="float64"), 0.95)) if len(values) else None
-
-
-def failed(frame: pd.DataFrame, throttled_is_failure: bool) -> pd.Series:
-    """Ledger rows that count against availability (rollup.server_failures: server-side
-    failures, and 429s where configured)."""
-    return pd.Series(rollup.server_failures(frame["outcome"].to_numpy(dtype=object),
-                                            frame["http_status"].to_numpy(dtype=object),
-                                            throttled_is_failure), index=frame.index)
-
-
-def slo_status(frame: pd.DataFrame, target: SloTarget,
-               throttled_is_failure: bool = False) -> SloStatus:
-    """Good and bad events from ledger rows, as the recording rules count them live:
-    availability — server-side failures / requests not cancelled; TTFT — first token later
-    than the threshold; ITL — token gaps, each request's gaps judged by its mean gap."""
-    if target.sli == "availability":
-        valid = frame[frame["outcome"] != "cancelled"]
-        events = float(len(valid))
-        bad = float(failed(valid, throttled_is_failure).sum())
-    elif target.sli == "ttft":
-        ttft = frame["time_to_first_token"].dropna()
-        events, bad = float(len(ttft)), float((ttft > (target.threshold_seconds or 0)).sum())
-    else:
-        rows = frame.dropna(subset=["mean_inter_token_latency", "output_tokens"])
-        gaps = (rows["output_tokens"].astype("float64") - 1).clip(lower=0)
-        slow = rows["mean_inter_token_latency"] > (target.threshold_seconds or 0)
-        events, bad = float(gaps.sum()), float(gaps[slow].sum())
-    if not events:
-        return SloStatus(target, 0.0, 0.0, None, None)
-    allowed = 1.0 - target.objective
-    return SloStatus(target, events, bad, 1.0 - bad / events,
-                     1.0 - (bad / events) / allowed if allowed > 0 else None)
-
-
-def serving(store: Store, period: Period, filters: Filters,
-            slos: Sequence[SloTarget], throttled_is_failure: bool = False) -> ServingView:
-    frame = requests(store, period, filters)
-    daily = pd.DataFrame(columns=["day", "ttft_p95", "itl_p95", "requests"])
-    if not frame.empty:
-        days = frame.assign(day=frame["arrival"].dt.floor("D")).groupby("day")
-        daily = pd.DataFrame({
-            "ttft_p95": days["time_to_first_token"].quantile(0.95),
-            "itl_p95": days["mean_inter_token_latency"].quantile(0.95),
-            "requests": days.size()}).reset_index()
-    return ServingView(
-        requests=len(frame), failed=int(failed(frame, throttled_is_failure).sum()),
-        ttft_p95=_p95(frame["time_to_first_token"]),
-        itl_p95=_p95(frame["mean_inter_token_latency"]), daily=daily,
-        slos=[slo_status(frame, s, throttled_is_failure) for s in slos])
+def serving(store: Store, period: Period, filters: Filters, slos: Sequence[Slo],
+            throttled_is_failure: bool = False) -> Health:
+    frame = health_mod.requests(store, period, filters.tenants, filters.models)
+    return health_mod.health(frame, slos, throttled_is_failure)

@@ -36,8 +36,8 @@ def render(view: ServingView, uptime: Value, period: str,
                        delta_color="inverse" if view.failed else "off")
         with st.container(key="slo-budgets"):
             for status in view.slos:
-                t = status.target
-                label = (f"{t.name}: objective {t.objective:.2%}"
+                t = status.slo.default
+                label = (f"{status.slo.name}: objective {t.objective:.2%}"
                          + (f", threshold {_seconds(t.threshold_seconds)}"
                             if t.threshold_seconds is not None else ""))
                 if status.budget_remaining is None:
@@ -49,8 +49,8 @@ def render(view: ServingView, uptime: Value, period: str,
                                  f" remaining {remaining:.0%}"
                                  + (" (overspent)" if remaining < 0 else ""))
         if len(view.daily) > 1:
-            ttft_slo = next((s.target.threshold_seconds for s in view.slos
-                             if s.target.sli == "ttft"), None)
+            ttft_slo = next((s.slo.default.threshold_seconds for s in view.slos
+                             if s.slo.sli == "ttft"), None)
             st.altair_chart(charts.daily(view.daily, "ttft_p95", "TTFT p95 per day (s)",
                                          ttft_slo), width="stretch")
     if live is not None:

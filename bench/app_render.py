@@ -70,11 +70,12 @@ def timed(step: Any) -> float:
 def run(database: str) -> dict[str, Any]:
     from streamlit.testing.v1 import AppTest
 
-    from app.config import PageConfig, SloTarget
+    from app.config import PageConfig
+    from specs.slo import slo
 
-    config = PageConfig(database, slos=(SloTarget("availability", "availability", 0.999),
-                                        SloTarget("ttft", "ttft", 0.99, 0.5),
-                                        SloTarget("itl", "itl", 0.99, 0.05)))
+    config = PageConfig(database, slos=(slo("availability", "availability", 0.999),
+                                        slo("ttft", "ttft", 0.99, 0.5),
+                                        slo("itl", "itl", 0.99, 0.05)))
     at = AppTest.from_function(script, args=(config.to_json(),), default_timeout=300)
     figures = {"cold_month_seconds": timed(at.run)}
     assert not at.exception, [e.value for e in at.exception]

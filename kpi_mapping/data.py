@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from collectors.store import Store
-from collectors.tables import GpuAllocation, LedgerRow, TenantRevenue
+from collectors.tables import FinanceMonth, GpuAllocation, LedgerRow, TenantRevenue
 from kpi_mapping.cost import LEDGER_COLUMNS
+from kpi_mapping.periods import period_containing
 
 
 def utc(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -38,3 +40,24 @@ def tenant_revenue(store: Store, start: datetime, end: datetime) -> pd.DataFrame
                                         col(TenantRevenue.month) < end.date())
     with store.engine.connect() as conn:
         return pd.read_sql(query, conn)
+
+
+def latest_data(store: Store) -> datetime | None:
+    """The newest request in the ledger, else the end of the newest finance month."""
+    with store.engine.connect() as conn:
+        arrival = conn.execute(select(func.max(col(LedgerRow.arrival)))).scalar()
+        month = conn.execute(select(func.max(col(FinanceMonth.month)))).scalar()
+    if arrival is not None:
+        stamp = pd.Timestamp(arrival)
+        return (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp).to_pydatetime()
+    if month is not None:
+        return period_containing("month", month).end - timedelta(seconds=1)
+    return None
+
+
+def choices(store: Store) -> tuple[list[str], list[str]]:
+    """Every tenant and model the ledger has seen, for the page's filters."""
+    with store.engine.connect() as conn:
+        tenants = conn.execute(select(col(LedgerRow.tenant)).distinct()).scalars().all()
+        models = conn.execute(select(col(LedgerRow.model)).distinct()).scalars().all()
+    return sorted(map(str, tenants)), sorted(map(str, models))

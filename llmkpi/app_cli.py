@@ -48,12 +48,11 @@ def live_queries() -> tuple[Any, ...]:
 
 def page_config(args: argparse.Namespace) -> Any:
     from alerts import build, config
-    from app.config import PageConfig, SloTarget
+    from app.config import PageConfig
 
     slo_path = Path(args.slo_config) if args.slo_config else build.DEFAULT_CONFIG
     slo_config = config.load(slo_path)
-    slos = tuple(SloTarget(s.name, s.sli, s.default.objective, s.default.threshold_seconds)
-                 for s in slo_config.slos)
+    slos = slo_config.slos
     kpi_path = settings_mod.kpi_config_path(args.kpi_config)
     if kpi_path is not None:
         from kpi_mapping.config import load

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from app.config import LiveQuery, PageConfig, SloTarget
+from app.config import LiveQuery, PageConfig
 from collectors.demo_company.load import load
 from collectors.store import Store
 from collectors.tables import LedgerRow
@@ -23,14 +23,15 @@ from kpi_mapping.periods import parse_period
 from kpi_mapping.report import build, show
 from llmkpi import processes
 from llmkpi.demo_data import make
+from specs.slo import slo
 from tests.integration.helpers import prometheus
 from tests.integration.store_fixtures import POSTGRES
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-SLOS = (SloTarget("availability", "availability", 0.999),
-        SloTarget("ttft", "ttft", 0.99, 0.5), SloTarget("itl", "itl", 0.99, 0.05))
+SLOS = (slo("availability", "availability", 0.999),
+        slo("ttft", "ttft", 0.99, 0.5), slo("itl", "itl", 0.99, 0.05))
 OCTOBER = parse_period("month", "2026-10")
 
 
