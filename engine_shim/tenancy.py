@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from specs.configfile import ConfigFile
+from specs.tenants import HASH_RE, NAME_RE, TenantAliases
 
 ANONYMOUS = "anonymous"
-_HASH_RE = re.compile(r"^key-[0-9a-f]{16}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 def hash_api_key(key: str, salt: str) -> str:
@@ -21,8 +19,8 @@ def hash_api_key(key: str, salt: str) -> str:
     return f"key-{digest[:16]}"
 
 
-def load_alias_file(path: Path) -> dict[str, str]:
-    """Read `{version: 1, tenants: {name: [key-hash, ...]}}` into hash -> tenant name."""
+def load_alias_file(path: Path) -> TenantAliases:
+    """Read `{version: 1, tenants: {name: [key-hash, ...]}}` (specs/tenants.py)."""
     read = ConfigFile(path, "the tenant alias file", 1, "`version: 1` and `tenants`")
     read.refuse_unknown(("tenants",))
     if "tenants" not in read.top:
@@ -31,18 +29,18 @@ def load_alias_file(path: Path) -> dict[str, str]:
     aliases: dict[str, str] = {}
     for name, node in read.mapping(read.top["tenants"], "tenants").items():
         where = f"tenants.{name}"
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.match(name):
             raise read.fail(node, where, f"tenant name {name!r} must match"
-                            f" {_NAME_RE.pattern}")
+                            f" {NAME_RE.pattern}")
         for item in read.items(node, where):
-            if not isinstance(item.value, str) or not _HASH_RE.match(item.value):
+            if not isinstance(item.value, str) or not HASH_RE.match(item.value):
                 raise read.fail(item, where, f"{item.value!r} is not a key hash; expected"
                                 " 'key-' and 16 hex digits as printed by `llmkpi tenant-hash`")
             if aliases.get(item.value, name) != name:
                 raise read.fail(item, where, f"key hash {item.value} is listed under two"
                                 " tenants")
             aliases[item.value] = name
-    return aliases
+    return TenantAliases(aliases)
 
 
 @dataclass(frozen=True)

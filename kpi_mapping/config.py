@@ -16,33 +16,18 @@ makes differently. An invalid file stops with the file, line and key that is wro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kpi_mapping.mappings import MAPPINGS, Bands, Mapping, Range
+from kpi_mapping.mappings import MAPPINGS, Mapping
 from specs.configfile import ConfigFile, Node
+from specs.kpi import MARGIN_BASES, Bands, KpiConfig, Range
+
+__all__ = ["KpiConfig", "load"]
 
 VERSION = 1
 SETTINGS = ("slo_ttft_seconds", "correlation_periods", "engineering_teams",
             "replacement_cost_share", "margin_basis")
-MARGIN_BASES = ("fully_loaded", "busy_time")
-
-
-@dataclass(frozen=True)
-class KpiConfig:
-    bands: dict[int, Bands] = field(default_factory=dict)
-    targets: dict[int, float] = field(default_factory=dict)
-    slo_ttft_seconds: float = 2.0
-    correlation_periods: int = 8
-    engineering_teams: tuple[str, ...] | None = None
-    replacement_cost_share: float = 0.5
-    margin_basis: str = "fully_loaded"  # or busy_time: the margin per tenant shown first
-    # set from the SLO config by the command (one switch for KPI 7, the page and the rules)
-    throttled_is_failure: bool = False
-
-    def bands_for(self, mapping: Mapping) -> Bands | None:
-        return self.bands.get(mapping.id, mapping.bands)
 
 
 def _band(read: ConfigFile, node: Node, key: str) -> Range:

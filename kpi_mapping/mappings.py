@@ -12,32 +12,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from specs import catalog
+from specs.kpi import Bands, Range
+
+__all__ = ["MAPPINGS", "Bands", "Mapping", "Range"]
 
 Better = Literal["higher", "lower", "within"]
 Unit = Literal["ratio", "hours", "dollars", "days", "weeks", "months", "days_per_week", "seconds",
                "score", "multiple", "dollars_per_year"]
 BAND_NAMES = ("green", "amber", "red")
-
-
-@dataclass(frozen=True)
-class Range:
-    """lo ≤ value < hi; a missing end is open."""
-
-    lo: float | None = None
-    hi: float | None = None
-
-    def holds(self, value: float) -> bool:
-        return (self.lo is None or value >= self.lo) and (self.hi is None or value < self.hi)
-
-
-@dataclass(frozen=True)
-class Bands:
-    green: Range
-    amber: Range
-
-    def of(self, value: float) -> str:
-        return "green" if self.green.holds(value) else "amber" if self.amber.holds(value) \
-            else "red"
 
 
 @dataclass(frozen=True)

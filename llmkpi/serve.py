@@ -103,7 +103,8 @@ def build_sinks(settings: SinkSettings, exporter: PrometheusExporter,
 
 
 def build_sidecar(settings: SidecarSettings, sink: RecordSink) -> Sidecar:
-    aliases = load_alias_file(settings.tenant_aliases) if settings.tenant_aliases else {}
+    aliases = load_alias_file(settings.tenant_aliases).by_hash if settings.tenant_aliases \
+        else {}
     if settings.key_salt == DEFAULT_SALT:
         log.warning("LLMKPI_KEY_SALT is not set: tenant ids from API keys use the default salt")
     resolver = TenantResolver(settings.key_salt, aliases, settings.tenant_header)

@@ -28,7 +28,9 @@ def test_alias_file_round_trip(tmp_path: Path) -> None:
     h = hash_api_key("k1", "s")
     path = tmp_path / "aliases.yaml"
     path.write_text(f"version: 1\ntenants:\n  acme: [{h}]\n")
-    assert load_alias_file(path) == {h: "acme"}
+    loaded = load_alias_file(path)
+    assert loaded.by_hash == {h: "acme"} and loaded.tenant_of(h) == "acme"
+    assert loaded.tenants == ("acme",)
 
 
 @pytest.mark.parametrize(
