@@ -7,6 +7,7 @@ keys, so loading the same data twice changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
 import collectors.tables  # noqa: F401 - registers every table
@@ -31,6 +33,15 @@ def normalise_url(url: str) -> str:
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+class StoreUnreachableError(ValueError):
+    """The store's database cannot be reached or opened (a user's setting, not a bug)."""
+
+
+def _safe(url: str) -> str:
+    """The URL as shown in messages: a password in it is never printed."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 class Store:
@@ -52,7 +63,13 @@ class Store:
             event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine)
         if migrate:
-            store.upgrade()
+            try:
+                store.upgrade()
+            except OperationalError as exc:  # unreachable server, refused login, locked file
+                engine.dispose()
+                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+                raise StoreUnreachableError(f"cannot open the store at {_safe(url)}:"
+                                            f" {reason}") from None
         return store
 
     def upgrade(self, revision: str = "head") -> None:

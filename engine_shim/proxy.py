@@ -123,9 +123,9 @@ class Sidecar:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         arrival = self.clock()
         body = await request.read()
-        headers = _forward_headers(request.headers)
-        url = URL(self.upstream + request.raw_path, encoded=True)
-        if request.method != "POST" or request.path not in MEASURED_PATHS:
+        headers = forward_headers(request.headers)
+        url = upstream_url(self.upstream, request.raw_path)
+        if not is_measured(request.method, request.path):
             return await self._passthrough(request, url, headers, body)
         req, body = self._start(request, body, arrival)
         headers.popall("Accept-Encoding", None)  # measured streams must arrive uncompressed
@@ -178,7 +178,7 @@ class Sidecar:
     async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse,
                             req: _Request) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status,
-                                      headers=_response_headers(upstream.headers))
+                                      headers=response_headers(upstream.headers))
         outcome: Outcome = "ok"
         try:
             splitter = SSESplitter()
@@ -249,7 +249,7 @@ class Sidecar:
             self._read_whole_body(req, payload)
         self._finish(req, outcome_for_status(upstream.status), upstream.status)
         return web.Response(body=payload, status=upstream.status,
-                            headers=_response_headers(upstream.headers))
+                            headers=response_headers(upstream.headers))
 
     @staticmethod
     def _read_whole_body(req: _Request, payload: bytes) -> None:
@@ -282,7 +282,7 @@ class Sidecar:
             return self._upstream_down(exc)
         try:
             response = web.StreamResponse(status=upstream.status,
-                                          headers=_response_headers(upstream.headers))
+                                          headers=response_headers(upstream.headers))
             await response.prepare(request)
             async for data in upstream.content.iter_any():
                 await response.write(data)
@@ -331,11 +331,24 @@ def _is_plain_sse(upstream: aiohttp.ClientResponse) -> bool:
             and not upstream.headers.get("Content-Encoding"))
 
 
-def _forward_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def is_measured(method: str, path: str) -> bool:
+    """Only POSTs to the completion endpoints are timed; everything else passes through."""
+    return method == "POST" and path in MEASURED_PATHS
+
+
+def upstream_url(upstream: str, raw_path: str) -> URL:
+    """The engine's URL for the client's path and query, byte for byte (no re-encoding)."""
+    return URL(upstream.rstrip("/") + raw_path, encoded=True)
+
+
+def forward_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    """The client's headers for the engine, less hop-by-hop ones (RFC 9110 §7.6.1)."""
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
 
 
-def _response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def response_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    """The engine's headers for the client, less hop-by-hop ones; aiohttp sets its own
+    Date and Server."""
     return CIMultiDict((k, v) for k, v in headers.items()
                        if k.lower() not in HOP_BY_HOP and k.lower() != "date"
                        and k.lower() != "server")

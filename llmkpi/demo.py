@@ -151,27 +151,11 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
                                 pattern="bursty")
         with EnginePeaks(f"http://127.0.0.1:{metrics_port}/metrics") as peaks:
             results = asyncio.run(loadgen.run_load(spec, progress_out=sys.stdout))
-        print("\nWhat the clients measured (the load generator's warm-up request is not shown):")
-        print(loadgen.format_table(loadgen.summary_rows(results)))
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
-            text = resp.read().decode()
-        print("\nWhat the sidecar exported (read back from its /metrics):")
-        print(format_summary(tenant_summary(text)))
-        print("\nHow full the engine got (the sidecar polls its vLLM-style /metrics):")
-        print("  " + peaks.report())
+        _print_measured(results, metrics_port, peaks)
         reports = demo_stack.write_reports(database, workdir)
         page = _start_page(workdir, database, prometheus[1] if prometheus else None, started)
-        print(f"\nexecutive view  {page}   north star, the 19 KPIs, cost per token, serving"
-              " health; pick week/month/quarter and filter by tenant or model in the sidebar")
-        if prometheus is not None:
-            print(f"prometheus      {prometheus[1]}/alerts   the generated rules live; "
-                  f"{prometheus[1]}/graph for queries")
-        print(f"kpi gauges      http://127.0.0.1:{kpi_port}/metrics")
-        print(f"dashboards      {workdir / 'dashboards'}  (import into Grafana, or provision"
-              " with deploy/grafana)")
-        print(f"reports         {reports['kpi']}  {reports['cost']}")
-        print(f"next: .venv/bin/llmkpi kpi report --period quarter --database {database}"
-              f"\n      .venv/bin/llmkpi cost report --database {database}")
+        _print_urls(page, prometheus[1] if prometheus else None, kpi_port, workdir, reports,
+                    database)
         status = demo_stack.page_answers(page)
         if headless:
             print(f"\npage answered (HTTP {status}); headless run: stopping everything")
@@ -179,16 +163,47 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
         if settings_mod.has_display():
             with contextlib.suppress(Exception):  # no browser to open is not a failure
                 webbrowser.open(page)
-        print("\nCtrl-C stops everything this demo started.")
-        while all(p.process.poll() is None for p in started):
-            time.sleep(1)
-        gone = next(p for p in started if p.process.poll() is not None)
-        print(f"{gone.name} exited ({gone.process.returncode}); stopping the rest:\n"
-              f"{gone.log_tail(10)}")
-        return 1
+        return _wait_for_an_exit(started)
     finally:  # everything started, the page included (it joins the list late)
         for item in reversed(started):
             processes.stop(item)
+
+
+def _print_measured(results: list[loadgen.ClientResult], metrics_port: int,
+                    peaks: EnginePeaks) -> None:
+    print("\nWhat the clients measured (the load generator's warm-up request is not shown):")
+    print(loadgen.format_table(loadgen.summary_rows(results)))
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+        text = resp.read().decode()
+    print("\nWhat the sidecar exported (read back from its /metrics):")
+    print(format_summary(tenant_summary(text)))
+    print("\nHow full the engine got (the sidecar polls its vLLM-style /metrics):")
+    print("  " + peaks.report())
+
+
+def _print_urls(page: str, prometheus: str | None, kpi_port: int, workdir: Path,
+                reports: dict[str, Path], database: str) -> None:
+    print(f"\nexecutive view  {page}   north star, the 19 KPIs, cost per token, serving"
+          " health; pick week/month/quarter and filter by tenant or model in the sidebar")
+    if prometheus is not None:
+        print(f"prometheus      {prometheus}/alerts   the generated rules live; "
+              f"{prometheus}/graph for queries")
+    print(f"kpi gauges      http://127.0.0.1:{kpi_port}/metrics")
+    print(f"dashboards      {workdir / 'dashboards'}  (import into Grafana, or provision"
+          " with deploy/grafana)")
+    print(f"reports         {reports['kpi']}  {reports['cost']}")
+    print(f"next: .venv/bin/llmkpi kpi report --period quarter --database {database}"
+          f"\n      .venv/bin/llmkpi cost report --database {database}")
+
+
+def _wait_for_an_exit(started: list[processes.Started]) -> int:
+    print("\nCtrl-C stops everything this demo started.")
+    while all(p.process.poll() is None for p in started):
+        time.sleep(1)
+    gone = next(p for p in started if p.process.poll() is not None)
+    print(f"{gone.name} exited ({gone.process.returncode}); stopping the rest:\n"
+          f"{gone.log_tail(10)}")
+    return 1
 
 
 def _write_pids(workdir: Path, started: list[processes.Started]) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmkpi.settings import child_environment
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -44,7 +46,7 @@ def start(name: str, args: list[str], log_dir: Path,
     argv = args if args[0].startswith("/") else [sys.executable, "-m", "llmkpi", *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})},
+                                   env=child_environment(env),
                                    start_new_session=True)
     return Started(name, process, log_path)
 

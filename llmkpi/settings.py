@@ -5,6 +5,7 @@ This is the only module that reads os.environ. Every variable is listed in ENV_D
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import sys
@@ -155,6 +156,11 @@ class EventsSettings:
         return self.enabled and bool(self.token)
 
     @classmethod
+    def from_args(cls, args: argparse.Namespace, env: Env | None = None) -> EventsSettings:
+        """`llmkpi events` flags (--outbox, --api-host) over LLMKPI_* variables."""
+        return cls.from_env(env, getattr(args, "outbox", None), getattr(args, "api_host", None))
+
+    @classmethod
     def from_env(cls, env: Env | None = None, outbox_flag: str | None = None,
                  api_host_flag: str | None = None) -> EventsSettings:
         env = env or Env()
@@ -228,6 +234,11 @@ class SidecarSettings:
     sinks: SinkSettings
 
     @classmethod
+    def from_args(cls, args: argparse.Namespace, env: Env | None = None) -> SidecarSettings:
+        """`llmkpi sidecar` flags over LLMKPI_* variables over the defaults."""
+        return cls.from_flags(vars(args), env)
+
+    @classmethod
     def from_flags(cls, flags: Mapping[str, object], env: Env | None = None) -> SidecarSettings:
         env = env or Env()
 
@@ -285,6 +296,17 @@ def _opt_str(value: object) -> str | None:
 
 def _opt_float(value: object) -> float | None:
     return None if value is None else float(str(value))
+
+
+def key_salt(env: Env | None = None) -> str:
+    """The salt API keys are hashed with (LLMKPI_KEY_SALT)."""
+    return (env or Env()).get_str("LLMKPI_KEY_SALT", DEFAULT_SALT)
+
+
+def child_environment(extra: Mapping[str, str] | None = None,
+                      env: Env | None = None) -> dict[str, str]:
+    """This process's environment for a child process, with `extra` over it."""
+    return {**(env or Env()).environ, **(extra or {})}
 
 
 def database_url(flag: str | None = None, env: Env | None = None) -> str:

@@ -84,20 +84,29 @@ def drive(url: str, seconds: float, seed: int) -> int:
     return len(asyncio.run(run_load(spec, progress_out=None)))
 
 
-def test_dashboards_and_rules_on_a_live_stack(tmp_path: Path) -> None:
+def generated_rules(tmp_path: Path) -> tuple[Path, ...]:
+    """The shipped rules, and a 12-hour TTFT SLO whose fast window is a minute."""
     rules_dir = tmp_path / "rules"
     alert_build.write(rules_dir, alert_config.load(alert_build.DEFAULT_CONFIG), say=print)
     live_config = tmp_path / "live-slo.yaml"
     live_config.write_text(LIVE_SLO)
     live_rules = tmp_path / "live"
     alert_build.write(live_rules, alert_config.load(live_config), say=print)
-    rule_files = (*sorted(rules_dir.glob("*.yml")), live_rules / "llmkpi-slo.rules.yml")
+    return (*sorted(rules_dir.glob("*.yml")), live_rules / "llmkpi-slo.rules.yml")
 
+
+def demo_store(tmp_path: Path) -> Path:
     database = tmp_path / "company.sqlite"
     store = Store.open(str(database))
     load(store, make(tmp_path / "company", 4, 5, date(2026, 10, 1), base_per_day=40),
          say=lambda _line: None)
     store.close()
+    return database
+
+
+def test_dashboards_and_rules_on_a_live_stack(tmp_path: Path) -> None:
+    rule_files = generated_rules(tmp_path)
+    database = demo_store(tmp_path)
     report = kpi_report(database)
     kpi_port = processes.free_port()
     kpi = processes.start(f"kpi-serve-{kpi_port}", [

@@ -25,7 +25,7 @@ from kpi_mapping import cost_report
 from kpi_mapping.config import KpiConfig
 from kpi_mapping.periods import parse_period
 from kpi_mapping.report import build
-from llmkpi.kpi_cli import snapshot
+from llmkpi.commands.kpi import snapshot
 
 pytestmark = pytest.mark.integration
 DATA = Path(__file__).resolve().parents[1] / "data" / "reconciliation"

@@ -19,8 +19,10 @@ from llmkpi import settings as settings_mod
 DEFAULT_PORT = 8501
 
 
-def add_arguments(sub: Any) -> None:
-    app = sub.add_parser("app", help="the executive view (Streamlit) at http://127.0.0.1:8501")
+HELP = "the executive view (Streamlit) at http://127.0.0.1:8501"
+
+
+def add_arguments(app: argparse.ArgumentParser) -> None:
     app.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
     app.add_argument("--kpi-config", help="KPI config YAML: bands, targets (LLMKPI_KPI_CONFIG)")
     app.add_argument("--slo-config", help="SLO config YAML whose objectives the serving"

@@ -18,9 +18,10 @@ from llmkpi import settings as settings_mod
 log = logging.getLogger("llmkpi.kpi")
 
 
-def add_arguments(sub: Any) -> None:
-    kpi = sub.add_parser("kpi", help="the 19 CEO-KPI → CTO-metric mappings: list, report,"
-                         " serve as gauges")
+HELP = "the 19 CEO-KPI → CTO-metric mappings: list, report, serve as gauges"
+
+
+def add_arguments(kpi: argparse.ArgumentParser) -> None:
     kpi.add_argument("action", choices=("mappings", "report", "serve"))
     kpi.add_argument("--period", default="month", help="week, month or quarter (month)")
     kpi.add_argument("--at", help="the period (2026-W40, 2026-10, 2026-Q4) or a date in it"
@@ -36,7 +37,8 @@ def add_arguments(sub: Any) -> None:
                      help="serve: seconds between refreshes (300)")
 
 
-def _period(kind: str, at: str | None) -> Any:
+def period_of(kind: str, at: str | None) -> Any:
+    """The period named by --period and --at; without --at the last full one."""
     from kpi_mapping import periods
 
     if at:
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                       f" {m.cto_formula} [{m.cto_unit}, {m.better} is better]")
         return 0
     config = load_config(args.config, args.slo_config)  # bad configs fail before the store
-    period = _period(args.period, args.at)
+    period = period_of(args.period, args.at)
     if args.action == "report":
         return _report(args, period, config)
     return _serve(args, period, config)

@@ -1,0 +1,44 @@
+"""`llmkpi cost report|export`: one period's GPU bill allocated to requests, or FOCUS rows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from llmkpi import settings as settings_mod
+from llmkpi.commands.kpi import load_config, period_of
+
+HELP = "GPU cost per token for a period: report, or FOCUS export"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("report", "export"))
+    parser.add_argument("--period", default="month", help="week, month or quarter (month)")
+    parser.add_argument("--at", help="the period (2026-W40, 2026-10, 2026-Q4) or a date in it"
+                        " (default: the last full one)")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--focus", help="export: write FOCUS-shaped CSV rows to this file")
+    parser.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
+    parser.add_argument("--config", help="KPI config YAML: margin_basis (LLMKPI_KPI_CONFIG)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from collectors.store import Store
+    from kpi_mapping import cost_report
+
+    period = period_of(args.period, args.at)
+    if args.action == "export" and not args.focus:
+        raise ValueError("cost export needs --focus FILE")
+    config = load_config(args.config)
+    store = Store.open(settings_mod.database_url(args.database))
+    try:
+        if args.action == "export":
+            rows = cost_report.export_focus(store, period, Path(args.focus))
+            print(f"{args.focus}: {rows} FOCUS rows for {period.label}")
+            return 0
+        doc = cost_report.report(store, period, config.margin_basis)
+    finally:
+        store.close()
+    print(json.dumps(doc, indent=2) if args.format == "json" else cost_report.format_table(doc))
+    return 0

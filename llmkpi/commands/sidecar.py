@@ -1,0 +1,35 @@
+"""`llmkpi sidecar`: the measuring proxy in front of an OpenAI-compatible engine."""
+
+from __future__ import annotations
+
+import argparse
+
+from llmkpi import settings as settings_mod
+
+HELP = "measuring proxy in front of an OpenAI-compatible engine"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--upstream", help="engine base URL, e.g. http://vllm:8000")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int, help="traffic port (default 8080)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port (default 9464)")
+    parser.add_argument("--tenant-aliases", help="YAML file: tenant name -> API-key hashes")
+    parser.add_argument("--max-tenants", type=int, help="tenants with their own series (20)")
+    parser.add_argument("--records-out", help="append every request record to this JSONL file")
+    parser.add_argument("--engine-poll-seconds", type=float,
+                        help="engine /metrics poll interval")
+    parser.add_argument("--otlp-endpoint", help="send spans over OTLP to this base URL")
+    parser.add_argument("--trace-sample-ratio", type=float,
+                        help="share of new traces kept (1.0)")
+    parser.add_argument("--outbox", help="product events: SQLite outbox (Mixpanel when"
+                        " configured)")
+    parser.add_argument("--ledger", action="store_true", default=None,
+                        help="write every request to the store (LLMKPI_DATABASE_URL)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmkpi.serve import run_sidecar
+
+    run_sidecar(settings_mod.SidecarSettings.from_args(args))
+    return 0

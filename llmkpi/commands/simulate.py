@@ -1,0 +1,32 @@
+"""`llmkpi simulate`: a simulated OpenAI-compatible engine (no GPU needed)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "simulated OpenAI-compatible engine (no GPU needed)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--profile", default="h100-llama3-8b")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--list-profiles", action="store_true", help="print profiles and exit")
+    parser.add_argument("--plugin-metrics-port", type=int,
+                        help="also export what the llmkpi vLLM plugin would (queue time too)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine_shim.simulator.profiles import PROFILES
+    from llmkpi.serve import run_simulator
+
+    if args.list_profiles:
+        for profile in PROFILES.values():
+            print(f"{profile.name}: {profile.doc}\n")
+        return 0
+    if args.profile not in PROFILES:
+        raise ValueError(f"unknown profile {args.profile!r}: `llmkpi simulate"
+                         " --list-profiles` lists them")
+    run_simulator(args.host, args.port, args.profile, args.seed, args.plugin_metrics_port)
+    return 0
