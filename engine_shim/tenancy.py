@@ -34,8 +34,10 @@ def load_alias_file(path: Path) -> TenantAliases:
                             f" {NAME_RE.pattern}")
         for item in read.items(node, where):
             if not isinstance(item.value, str) or not HASH_RE.match(item.value):
-                raise read.fail(item, where, f"{item.value!r} is not a key hash; expected"
-                                " 'key-' and 16 hex digits as printed by `llmkpi tenant-hash`")
+                # the value is not echoed: what was pasted there may be a raw API key
+                raise read.fail(item, where, "an entry is not a key hash (not shown: it may be"
+                                " a raw API key); expected 'key-' and 16 hex digits as printed"
+                                " by `llmkpi tenant-hash`")
             if aliases.get(item.value, name) != name:
                 raise read.fail(item, where, f"key hash {item.value} is listed under two"
                                 " tenants")

@@ -102,7 +102,8 @@ def test_bad_alias_file_is_one_clear_line(tmp_path: Path) -> None:
                 "--tenant-aliases", str(bad), "--port", "0", "--metrics-port", "0"])
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert f"llmkpi: error: {bad}: field 'tenants.acme'" in done.stderr
+    assert f"llmkpi: error: {bad}:3: tenants.acme: an entry is not a key hash" in done.stderr
+    assert "sk-live-123" not in done.stderr  # what was pasted may be a real key
 
 
 def test_bad_settings_are_one_clear_line(tmp_path: Path) -> None:
