@@ -24,7 +24,7 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
         bill, idle, per_m, util = st.columns(4)
         bill.metric("GPU bill", _money(view.bill), help="the whole fleet for the period")
         idle.metric("Idle cost", _money(view.idle),
-                    f"{view.idle / view.bill:.0%} of the bill" if view.bill else None,
+                    f"{view.idle / view.bill:.1%} of the bill" if view.bill else None,
                     delta_color="off", delta_arrow="off",
                     help="provisioned GPU time no request used")
         loaded, busy = (view.fleet_per_million["fully_loaded"],
@@ -38,7 +38,7 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
         util.metric("GPU busy", f"{view.utilization:.1%}" if view.utilization is not None
                     else "-", help="busy GPU-seconds / provisioned GPU-seconds")
     if loaded and busy and loaded > 2 * busy and view.bill:
-        st.caption(f"{view.idle / view.bill:.0%} of the bill paid for GPUs no request was"
+        st.caption(f"{view.idle / view.bill:.1%} of the bill paid for GPUs no request was"
                    f" using, so the fully loaded cost per token is {loaded / busy:,.0f}× what"
                    " the busy GPU time alone costs: fewer idle GPUs lower it, faster"
                    " batching does not.")
