@@ -123,7 +123,7 @@ class CostView:
 
 
 def _filtered(allocation: Allocation, filters: Filters) -> Allocation:
-    requests = allocation.requests
+    requests = allocation.usage
     mask = pd.Series(True, index=requests.index)
     keys: dict[str, tuple[str, ...]] = {}
     if filters.tenants:
@@ -172,7 +172,6 @@ def cost(whole: Priced | None, filters: Filters,
         return None
     full, revenue = whole.allocation, whole.revenue
     allocation = _filtered(full, filters)
-    priced_rows = allocation.requests["input_nano"].notna()
     models = per_million_tokens(allocation)
     models["tokens"] = models["input_tokens"] + models["output_tokens"]
     margin = pd.DataFrame(columns=["tenant", "revenue", "gpu_cost", "margin", "basis"])
@@ -184,7 +183,7 @@ def cost(whole: Priced | None, filters: Filters,
         period=whole.period, bill=full.bill_cents / 100, idle=full.idle_cents / 100,
         utilization=cost_report.utilization(full),
         spent=allocation.allocated_cents / 100, spent_loaded=allocation.bill_cents / 100,
-        requests=len(allocation.requests), unpriced=int((~priced_rows).sum()),
+        requests=allocation.requests, unpriced=int(allocation.unpriced["requests"].sum()),
         fleet_per_million=fleet_per_million(allocation),
         models=_dollars(models, "model"), tenants=_dollars(by(allocation, "tenant"), "tenant"),
         features=_dollars(by(allocation, "feature"), "feature"), margin=margin,
@@ -219,5 +218,10 @@ ServingView = Health
 
 def serving(store: Store, period: Period, filters: Filters, slos: Sequence[Slo],
             throttled_is_failure: bool = False) -> Health:
-    frame = health_mod.requests(store, period, filters.tenants, filters.models)
-    return health_mod.health(frame, slos, throttled_is_failure)
+    """The period's serving health; each SLO over its window ending at the period's end, or
+    at the newest data while the period is still running."""
+    latest = latest_data(store)
+    end = period.end if latest is None else min(period.end, latest + timedelta(seconds=1))
+    rows = health_mod.requests(store, health_mod.window_start(period, end, slos), end,
+                               filters.tenants, filters.models)
+    return health_mod.health(rows, period, slos, throttled_is_failure, end)

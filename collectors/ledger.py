@@ -14,6 +14,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from collectors import usage
 from collectors.store import Store
 from collectors.tables import EngineSnapshotRow, LedgerRow
 from engine_shim.records import EngineSnapshot, RequestRecord
@@ -41,6 +42,7 @@ def ledger_row(record: RequestRecord, gpu: str = "") -> dict[str, Any]:
         "output_tokens": record.output_tokens,
         "cached_prompt_tokens": record.cached_prompt_tokens,
         "finish_reason": record.finish_reason, "trace_id": record.trace_id,
+        "itl_counts": usage.gap_counts(gaps),
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -48,6 +48,9 @@ class LedgerRow(SQLModel, table=True):
     cached_prompt_tokens: int | None = None
     finish_reason: str | None = Field(default=None, max_length=32)
     trace_id: str | None = Field(default=None, max_length=32)
+    # the request's token gaps counted in the ITL histogram's bins (sparse JSON,
+    # collectors/usage.py): what a per-gap p95 and the ITL SLO need
+    itl_counts: str | None = None
 
 
 class EngineSnapshotRow(SQLModel, table=True):
@@ -226,7 +229,8 @@ class IntegrationAttempt(SQLModel, table=True):
 class LedgerHour(SQLModel, table=True):
     """The ledger summed per pod and hour (collectors/rollup.py): what the KPI layer reads
     for a year of requests without scanning millions of rows. Latencies are counted in the
-    fixed bins of rollup.LATENCY_BOUNDS (a JSON list, one count per bin plus overflow)."""
+    fixed bins of usage.LATENCY_BOUNDS (sparse JSON, collectors/usage.py; one more bin
+    counts what lies above the last bound)."""
 
     __tablename__ = "ledger_hour"
     pod: str = Field(primary_key=True, max_length=128)
@@ -241,6 +245,32 @@ class LedgerHour(SQLModel, table=True):
     busy_seconds: float
     ttft_counts: str
     e2e_counts: str
+
+
+class LedgerUsage(SQLModel, table=True):
+    """The ledger summed per pod, hour, tenant, feature and model (collectors/usage.py):
+    what cost allocation, serving health and the SLOs read, so they answer the same for a
+    period whose raw rows have aged out. Work is in integer microseconds; TTFT and ITL gaps
+    are counted in the live histograms' bins (sparse JSON)."""
+
+    __tablename__ = "ledger_usage"
+    pod: str = Field(primary_key=True, max_length=128)
+    hour: datetime = Field(sa_column=utc_column(primary_key=True))
+    tenant: str = Field(primary_key=True, max_length=64)
+    feature: str = Field(primary_key=True, max_length=64)
+    model: str = Field(primary_key=True, max_length=256)
+    requests: int
+    ok: int
+    failed: int
+    throttled: int
+    cancelled: int
+    input_tokens: int = Field(sa_type=BigInteger)
+    cached_tokens: int = Field(sa_type=BigInteger)
+    output_tokens: int = Field(sa_type=BigInteger)
+    prefill_us: int = Field(sa_type=BigInteger)  # charged prefill work (cache hits excluded)
+    decode_us: int = Field(sa_type=BigInteger)
+    ttft_counts: str  # over specs.catalog.TTFT_BUCKETS
+    itl_counts: str  # every token gap, over specs.catalog.ITL_BUCKETS
 
 
 class RollupState(SQLModel, table=True):

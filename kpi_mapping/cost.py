@@ -7,6 +7,12 @@ of concurrent requests occupies the GPUs once, not once per request) × the coun
 The busy part of the regime's bill (bill × busy / provisioned) is split among the requests
 that ran in it by measured prefill + decode time (OpenCost's compute-time method), prefill
 scaled down by the share of prompt tokens served from the prefix cache. The rest is idle.
+
+It is computed from the hourly roll-up (collectors/usage.py: per pod-hour busy time, per
+pod, hour, tenant, feature and model the charged work in integer microseconds): allocation
+is linear in work within a regime, so per-group sums from the roll-up are those from raw
+rows, and a period whose raw rows have aged out is priced the same. The hour is the unit:
+a regime that starts inside an hour takes its share of that hour's busy time and work.
 Every amount is kept in integer nano-dollars (kpi_mapping/money.py); cents appear only where
 a grouping is presented, by largest remainder, so every grouping plus idle is the bill.
 
@@ -23,12 +29,9 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from collectors.rollup import union_blocks
+from collectors import usage
 from kpi_mapping.money import NANO_PER_DOLLAR, dollars_to_nano, split_exact, to_cents
 
-LEDGER_COLUMNS = ("pod", "model", "tenant", "feature", "arrival", "finish", "outcome",
-                  "time_to_first_token", "e2e_latency", "queue_time", "prefill_time",
-                  "decode_time", "prompt_tokens", "cached_prompt_tokens", "output_tokens")
 NANO_COLUMNS = ("input_nano", "output_nano", "loaded_input_nano", "loaded_output_nano")
 REGIME_COLUMNS = ("pod", "start", "end", "gpu_count", "dollars_per_gpu_hour", "bill_nano",
                   "provisioned_gpu_s")
@@ -44,15 +47,16 @@ class NoGpuInventoryError(ValueError):
 
 @dataclass(frozen=True)
 class Allocation:
-    """Per-request cost (nano-dollars; NA on unpriced requests) and the bill per pod.
+    """Cost per usage row (nano-dollars; NA on unpriced rows) and the bill per pod.
 
-    `requests`: ledger columns + input_nano, output_nano (busy-time cost) and
-    loaded_input_nano, loaded_output_nano (fully loaded: idle shared).
+    `usage`: the roll-up's rows (pod, hour, tenant, feature, model, requests, tokens, work)
+    + input_nano, output_nano (busy-time cost) and loaded_input_nano, loaded_output_nano
+    (fully loaded: idle shared).
     `pods`: pod, bill_cents, allocated_cents, idle_cents, busy_gpu_s, provisioned_gpu_s.
-    `allocated_cents` / `bill_cents`: the totals every grouping of `requests` adds up to.
+    `allocated_cents` / `bill_cents`: the totals every grouping of `usage` adds up to.
     """
 
-    requests: pd.DataFrame
+    usage: pd.DataFrame
     pods: pd.DataFrame
     allocated_cents: int
     bill_cents: int
@@ -63,10 +67,18 @@ class Allocation:
 
     @property
     def priced(self) -> pd.DataFrame:
-        return self.requests[self.requests["input_nano"].notna()]
+        return self.usage[self.usage["input_nano"].notna()]
+
+    @property
+    def requests(self) -> int:
+        return int(self.usage["requests"].sum())
+
+    @property
+    def unpriced(self) -> pd.DataFrame:
+        return self.usage[self.usage["input_nano"].isna()]
 
     def subset(self, mask: pd.Series, keys: dict[str, tuple[str, ...]]) -> Allocation:
-        """The requests whose `keys` columns take the given values (tenant, model): their
+        """The usage rows whose `keys` columns take the given values (tenant, model): their
         totals are the full allocation's grouping by those keys, summed over the chosen
         groups, so a selection shows exactly the cents the report shows for it."""
         names = sorted(keys)
@@ -74,7 +86,7 @@ class Allocation:
         chosen = np.ones(len(table), dtype=bool)
         for name in names:
             chosen &= table[name].isin(keys[name]).to_numpy()
-        return replace(self, requests=self.requests[mask],
+        return replace(self, usage=self.usage[mask],
                        allocated_cents=int(table.loc[chosen, "cents"].sum()),
                        bill_cents=int(table.loc[chosen, "loaded_cents"].sum()))
 
@@ -140,51 +152,47 @@ def busy_gpu_seconds(spans: pd.DataFrame, regime_frame: pd.DataFrame) -> np.ndar
     return out
 
 
-def engine_times(ledger: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Charged prefill and decode seconds per request. The plugin measures both; for the
-    sidecar's rows prefill is TTFT less queue time and decode the rest of the request."""
-    ttft = ledger["time_to_first_token"].astype("float64")
-    queue = ledger["queue_time"].astype("float64").fillna(0.0)
-    prefill = ledger["prefill_time"].astype("float64").fillna((ttft - queue).clip(lower=0))
-    decode = ledger["decode_time"].astype("float64").fillna(
-        (ledger["e2e_latency"].astype("float64") - ttft).clip(lower=0))
-    prompt = ledger["prompt_tokens"].astype("float64")
-    cached = ledger["cached_prompt_tokens"].astype("float64").fillna(0.0)
-    uncached = ((prompt - cached) / prompt).where(prompt > 0, 1.0).clip(0.0, 1.0)
-    return (prefill * uncached).fillna(0.0), decode.fillna(0.0)
+def _hour_epoch(values: pd.Series) -> np.ndarray:
+    return (values.astype("datetime64[ns, UTC]").astype("int64") // 10**9).to_numpy(
+        dtype="float64")
 
 
-def busy_blocks(pods: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pd.DataFrame:
-    """The union of each pod's [start, end) engine intervals as disjoint blocks."""
-    frames = []
-    for pod in sorted(set(pods.tolist())):
-        mask = pods == pod
-        block_start, block_end = union_blocks(starts[mask], ends[mask])
-        if len(block_start):
-            frames.append(pd.DataFrame({"pod": pod, "start": block_start, "end": block_end,
-                                        "busy_s": block_end - block_start}))
-    if not frames:
-        return pd.DataFrame({"pod": pd.Series(dtype=object), "start": pd.Series(dtype=float),
-                             "end": pd.Series(dtype=float), "busy_s": pd.Series(dtype=float)})
-    return pd.concat(frames, ignore_index=True)
+def pod_hour_spans(pod_hours: pd.DataFrame) -> pd.DataFrame:
+    """The roll-up's pod-hours as busy spans for busy_gpu_seconds (busy time spread evenly
+    over its hour: the hour is the unit the roll-up keeps)."""
+    hour = _hour_epoch(pod_hours["hour"])
+    return pd.DataFrame({"pod": pod_hours["pod"].astype(str).to_numpy(), "start": hour,
+                         "end": hour + 3600.0,
+                         "busy_s": pod_hours["busy_seconds"].to_numpy(dtype="float64")})
 
 
 def allocate(ledger: pd.DataFrame, gpus: pd.DataFrame, start: datetime,
              end: datetime) -> Allocation:
-    """Cost of [start, end) per request and per pod; requests no regime prices get NA."""
-    requests = ledger[(ledger["arrival"] >= start) & (ledger["arrival"] < end)].copy()
-    requests = requests.reset_index(drop=True)
+    """Cost of [start, end) from raw ledger rows: their hourly summary (collectors/usage.py,
+    the same the store's roll-up holds), then `allocate_usage`."""
+    pod_hours, rows = usage.from_ledger(ledger)
+    return allocate_usage(rows, pod_hours, gpus, start, end)
+
+
+def allocate_usage(rows: pd.DataFrame, pod_hours: pd.DataFrame, gpus: pd.DataFrame,
+                   start: datetime, end: datetime) -> Allocation:
+    """Cost of [start, end) per usage row (pod, hour, tenant, feature, model) and per pod;
+    rows no regime prices get NA. A regime takes the part of each hour it covers: its busy
+    GPU-seconds are that share of the hour's busy time, and its used dollars are split over
+    the hour's rows by that share of their prefill and decode work."""
+    lo_period, hi_period = pd.Timestamp(start), pd.Timestamp(end)
+    rows = rows[(rows["hour"] >= lo_period) & (rows["hour"] < hi_period)]
+    rows = rows.sort_values(list(usage.KEYS), kind="stable").reset_index(drop=True)
+    pod_hours = pod_hours[(pod_hours["hour"] >= lo_period) & (pod_hours["hour"] < hi_period)]
     regime_frame = regimes(gpus, start, end)
-    prefill, decode = (s.to_numpy() for s in engine_times(requests))
-    arrival = _epoch(requests["arrival"])
-    begin = arrival + requests["queue_time"].astype("float64").fillna(0.0).to_numpy()
-    finish = arrival + requests["e2e_latency"].astype("float64").fillna(0.0).to_numpy()
-    finish = np.maximum(finish, begin)
-    pods = requests["pod"].astype(str).to_numpy()
-    busy = busy_gpu_seconds(busy_blocks(pods, begin, finish), regime_frame)
-    input_nano = np.zeros(len(requests), dtype=np.int64)
-    output_nano = np.zeros(len(requests), dtype=np.int64)
-    priced = np.zeros(len(requests), dtype=bool)
+    busy = busy_gpu_seconds(pod_hour_spans(pod_hours), regime_frame)
+    prefill = rows["prefill_us"].to_numpy(dtype="float64")
+    decode = rows["decode_us"].to_numpy(dtype="float64")
+    hour = _hour_epoch(rows["hour"])
+    pods = rows["pod"].astype(str).to_numpy()
+    input_nano = np.zeros(len(rows), dtype=np.int64)
+    output_nano = np.zeros(len(rows), dtype=np.int64)
+    priced = np.zeros(len(rows), dtype=bool)
     pod_rows: dict[str, dict[str, float]] = {}
     for index, regime in enumerate(regime_frame.to_dict("records")):
         lo, hi = regime["start"].timestamp(), regime["end"].timestamp()
@@ -193,29 +201,25 @@ def allocate(ledger: pd.DataFrame, gpus: pd.DataFrame, start: datetime,
         row["bill_nano"] += regime["bill_nano"]
         row["busy_gpu_s"] += busy[index]
         row["provisioned_gpu_s"] += regime["provisioned_gpu_s"]
-        mask = pods == regime["pod"]
-        # the share of each request's engine interval inside this regime (an instant
-        # request counts where it started)
-        span = finish[mask] - begin[mask]
-        inside = np.clip(np.minimum(finish[mask], hi) - np.maximum(begin[mask], lo), 0, None)
-        point = (begin[mask] >= lo) & (begin[mask] < hi)
-        share = np.where(span > 0, inside / np.where(span > 0, span, 1), point.astype(float))
+        where = np.flatnonzero(pods == regime["pod"])
+        share = np.clip(np.minimum(hour[where] + 3600.0, hi) - np.maximum(hour[where], lo),
+                        0, None) / 3600.0
         ran = share > 0
         if not ran.any():
             continue
         used_nano = int(regime["bill_nano"] * busy[index] // regime["provisioned_gpu_s"]) \
             if regime["provisioned_gpu_s"] else 0
-        where = np.flatnonzero(mask)[ran]
-        weights = np.concatenate([prefill[where] * share[ran], decode[where] * share[ran]])
-        parts = split_exact(used_nano, weights)
+        where, share = where[ran], share[ran]
+        parts = split_exact(used_nano, np.concatenate([prefill[where] * share,
+                                                       decode[where] * share]))
         input_nano[where] += parts[:len(where)]
         output_nano[where] += parts[len(where):]
         priced[where] = True
         row["allocated_nano"] += int(parts.sum())
-    return _finish(requests, pod_rows, input_nano, output_nano, priced)
+    return _finish(rows, pod_rows, input_nano, output_nano, priced)
 
 
-def _finish(requests: pd.DataFrame, pod_rows: dict[str, dict[str, float]],
+def _finish(rows: pd.DataFrame, pod_rows: dict[str, dict[str, float]],
             input_nano: np.ndarray, output_nano: np.ndarray, priced: np.ndarray) -> Allocation:
     pods = pd.DataFrame([{"pod": pod, **row} for pod, row in sorted(pod_rows.items())],
                         columns=["pod", "bill_nano", "allocated_nano", "busy_gpu_s",
@@ -240,22 +244,22 @@ def _finish(requests: pd.DataFrame, pod_rows: dict[str, dict[str, float]],
     columns = {"input_nano": input_nano, "output_nano": output_nano,
                "loaded_input_nano": loaded_input, "loaded_output_nano": loaded - loaded_input}
     for name, values in columns.items():
-        requests[name] = pd.array(np.where(priced, values, 0), dtype="Int64")
-        requests.loc[~priced, name] = pd.NA
+        rows[name] = pd.array(np.where(priced, values, 0), dtype="Int64")
+        rows.loc[~priced, name] = pd.NA
     out = pods[["pod", "bill_cents", "allocated_cents", "idle_cents", "busy_gpu_s",
                 "provisioned_gpu_s"]]
-    return Allocation(requests, out, int(out["allocated_cents"].sum()),
+    return Allocation(rows, out, int(out["allocated_cents"].sum()),
                       int(out["bill_cents"].sum()))
 
 
 def by(allocation: Allocation, key: str | list[str]) -> pd.DataFrame:
-    """Requests, tokens and cost by tenant, feature, model (or several keys) over priced
-    requests: busy-time cents (input + output) and fully loaded cents, each grouping
+    """Requests, tokens and cost by tenant, feature, model, pod (or several keys) over
+    priced usage rows: busy-time cents (input + output) and fully loaded cents, each grouping
     rounded to add up to the allocation's totals."""
     priced = allocation.priced
     keys = [key] if isinstance(key, str) else key
     grouped = priced.groupby(keys, sort=True).agg(
-        requests=("input_nano", "size"), input_tokens=("prompt_tokens", "sum"),
+        requests=("requests", "sum"), input_tokens=("input_tokens", "sum"),
         output_tokens=("output_tokens", "sum"),
         **{name: (name, "sum") for name in NANO_COLUMNS}).reset_index()
     for prefix, total in (("", allocation.allocated_cents), ("loaded_", allocation.bill_cents)):
@@ -294,8 +298,7 @@ def fleet_per_million(allocation: Allocation) -> dict[str, float | None]:
     """The whole fleet's $ per million tokens: fully loaded = bill ÷ priced tokens;
     busy-time = allocated ÷ priced tokens."""
     priced = allocation.priced
-    tokens = float(priced["prompt_tokens"].fillna(0).sum() + priced["output_tokens"].fillna(0)
-                   .sum())
+    tokens = float(priced["input_tokens"].sum() + priced["output_tokens"].sum())
     if not tokens:
         return {"fully_loaded": None, "busy_time": None}
     loaded = float(priced["loaded_input_nano"].sum() + priced["loaded_output_nano"].sum())

@@ -14,7 +14,7 @@ from kpi_mapping.cost import (
     NANO_COLUMNS,
     Allocation,
     NoGpuInventoryError,
-    allocate,
+    allocate_usage,
     by,
     fleet_per_million,
     margin_by_tenant,
@@ -31,13 +31,15 @@ FOCUS_COLUMNS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart",
 
 
 def compute(store: Store, period: Period) -> tuple[Allocation, pd.DataFrame]:
-    """The period's allocation and its revenue per tenant; NoGpuInventoryError without prices."""
-    ledger = data.ledger(store, period.start, period.end)
+    """The period's allocation from the roll-up and its revenue per tenant;
+    NoGpuInventoryError without prices."""
     gpus = data.gpus(store)
     if gpus.empty:
         raise NoGpuInventoryError
+    rows = data.usage(store, period.start, period.end)
+    busy = data.pod_hours(store, period.start, period.end)
     revenue = data.tenant_revenue(store, period.start, period.end)
-    return allocate(ledger, gpus, period.start, period.end), revenue
+    return allocate_usage(rows, busy, gpus, period.start, period.end), revenue
 
 
 def utilization(allocation: Allocation) -> float | None:
@@ -54,7 +56,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def report(store: Store, period: Period, margin_basis: str = "fully_loaded") -> dict[str, Any]:
     allocation, revenue = compute(store, period)
     pods = allocation.pods
-    unpriced = allocation.requests["input_nano"].isna()
+    unpriced = allocation.unpriced
     models = per_million_tokens(allocation).drop(columns=list(NANO_COLUMNS))
     return {
         "period": period.label, "start": period.start.isoformat(),
@@ -63,8 +65,8 @@ def report(store: Store, period: Period, margin_basis: str = "fully_loaded") -> 
         "allocated": allocation.allocated_cents / 100,
         "utilization": utilization(allocation),
         "per_million_tokens": fleet_per_million(allocation),
-        "requests": len(allocation.requests), "unpriced_requests": int(unpriced.sum()),
-        "unpriced_pods": sorted(set(allocation.requests.loc[unpriced, "pod"])),
+        "requests": allocation.requests, "unpriced_requests": int(unpriced["requests"].sum()),
+        "unpriced_pods": sorted(set(unpriced["pod"])),
         "pods": _records(pods),
         "models": _records(models),
         "tenants": _records(by(allocation, "tenant").drop(columns=list(NANO_COLUMNS))),
@@ -132,10 +134,10 @@ def focus_rows(allocation: Allocation, period: Period) -> list[dict[str, Any]]:
     row. Each pod's rows are rounded to the pod's bill by largest remainder, so the rows
     add up to every pod's bill and to the whole bill to the cent."""
     priced = allocation.priced.copy()
-    priced["tokens"] = priced["prompt_tokens"].fillna(0) + priced["output_tokens"].fillna(0)
+    priced["tokens"] = priced["input_tokens"] + priced["output_tokens"]
     priced["nano"] = priced["input_nano"] + priced["output_nano"]
     groups = priced.groupby(["pod", "tenant", "model", "feature"], sort=True).agg(
-        nano=("nano", "sum"), tokens=("tokens", "sum"), requests=("nano", "size")
+        nano=("nano", "sum"), tokens=("tokens", "sum"), requests=("requests", "sum")
     ).reset_index()
     common = {"BillingPeriodStart": period.start.isoformat(),
               "BillingPeriodEnd": period.end.isoformat(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -9,8 +10,14 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from collectors.store import Store
-from collectors.tables import FinanceMonth, GpuAllocation, LedgerRow, TenantRevenue
-from kpi_mapping.cost import LEDGER_COLUMNS
+from collectors.tables import (
+    FinanceMonth,
+    GpuAllocation,
+    LedgerHour,
+    LedgerRow,
+    LedgerUsage,
+    TenantRevenue,
+)
 from kpi_mapping.periods import period_containing
 
 
@@ -21,12 +28,29 @@ def utc(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return frame
 
 
-def ledger(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
-    query = select(*(getattr(LedgerRow, c) for c in LEDGER_COLUMNS)).where(
-        col(LedgerRow.arrival) >= start, col(LedgerRow.arrival) < end)
+def usage(store: Store, start: datetime, end: datetime, tenants: Sequence[str] = (),
+          models: Sequence[str] = ()) -> pd.DataFrame:
+    """The roll-up's usage rows (pod, hour, tenant, feature, model) of [start, end),
+    narrowed to tenants and models."""
+    query = select(LedgerUsage).where(col(LedgerUsage.hour) >= start,
+                                      col(LedgerUsage.hour) < end)
+    if tenants:
+        query = query.where(col(LedgerUsage.tenant).in_(tenants))
+    if models:
+        query = query.where(col(LedgerUsage.model).in_(models))
     with store.engine.connect() as conn:
         frame = pd.read_sql(query, conn)
-    return utc(frame, "arrival", "finish")
+    return utc(frame, "hour")
+
+
+def pod_hours(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
+    """The roll-up's pod-hours (busy time) of [start, end)."""
+    query = select(col(LedgerHour.pod), col(LedgerHour.hour),
+                   col(LedgerHour.busy_seconds)).where(
+        col(LedgerHour.hour) >= start, col(LedgerHour.hour) < end)
+    with store.engine.connect() as conn:
+        frame = pd.read_sql(query, conn)
+    return utc(frame, "hour")
 
 
 def gpus(store: Store) -> pd.DataFrame:

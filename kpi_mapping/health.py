@@ -1,66 +1,63 @@
-"""Serving health of a period from the ledger: requests, server-side failures, TTFT and ITL
-p95 (overall and per day), and each SLO's status — what the page's serving section shows."""
+"""Serving health of a period from the ledger's usage roll-up: requests, server-side
+failures, TTFT p95 and per-gap ITL p95 (overall and per day, on the live histograms' bins),
+and each SLO over its own window — what the page's serving section shows."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pandas as pd
-from sqlmodel import col, select
 
-from collectors import rollup
 from collectors.store import Store
-from collectors.tables import LedgerRow
+from kpi_mapping import data
 from kpi_mapping import slo as slo_eval
-from kpi_mapping.data import utc
 from kpi_mapping.periods import Period
 from specs.slo import Slo
 
-COLUMNS = ("arrival", "tenant", "model", *slo_eval.COLUMNS)
+
+def window_start(period: Period, end: datetime, slos: Sequence[Slo]) -> datetime:
+    """Where the rows health needs begin: the period's start or the longest SLO window."""
+    longest = max((s.default.period_seconds for s in slos), default=0.0)
+    return min(period.start, end - timedelta(seconds=longest))
 
 
-def requests(store: Store, period: Period, tenants: Sequence[str] = (),
-             models: Sequence[str] = ()) -> pd.DataFrame:
-    """The period's ledger rows (the serving columns), narrowed to tenants and models."""
-    query = select(*(getattr(LedgerRow, c) for c in COLUMNS)).where(
-        col(LedgerRow.arrival) >= period.start, col(LedgerRow.arrival) < period.end)
-    if tenants:
-        query = query.where(col(LedgerRow.tenant).in_(tenants))
-    if models:
-        query = query.where(col(LedgerRow.model).in_(models))
-    with store.engine.connect() as conn:
-        frame = pd.read_sql(query, conn)
-    return utc(frame, "arrival")
+def requests(store: Store, start: datetime, end: datetime, tenants: Sequence[str] = (),
+             models: Sequence[str] = ()) -> slo_eval.Usage:
+    """The usage rows of [start, end), narrowed to tenants and models, bins decoded."""
+    return slo_eval.Usage.of(data.usage(store, start, end, tenants, models))
 
 
 @dataclass(frozen=True)
 class Health:
     requests: int
     failed: int  # server-side failures (and 429s where configured)
-    ttft_p95: float | None
-    itl_p95: float | None  # of each request's mean gap
+    ttft_p95: float | None  # per request, on the TTFT histogram's bins
+    itl_p95: float | None  # per token gap, on the ITL histogram's bins
     daily: pd.DataFrame  # day, ttft_p95, itl_p95, requests
     slos: list[slo_eval.SloStatus]
 
 
-def failed(frame: pd.DataFrame, throttled_is_failure: bool) -> int:
-    return int(rollup.server_failures(frame["outcome"].to_numpy(dtype=object),
-                                      frame["http_status"].to_numpy(dtype=object),
-                                      throttled_is_failure).sum())
-
-
-def health(frame: pd.DataFrame, slos: Sequence[Slo],
-           throttled_is_failure: bool = False) -> Health:
+def health(rows: slo_eval.Usage, period: Period, slos: Sequence[Slo],
+           throttled_is_failure: bool = False, end: datetime | None = None) -> Health:
+    """The period's figures from rows inside it; each SLO over its window ending at `end`
+    (the period's end, or the as-of time of a running period)."""
+    end = end or period.end
+    mine = rows.between(period.start, end)
+    frame = mine.frame
     daily = pd.DataFrame(columns=["day", "ttft_p95", "itl_p95", "requests"])
     if not frame.empty:
-        days = frame.assign(day=frame["arrival"].dt.floor("D")).groupby("day")
-        daily = pd.DataFrame({
-            "ttft_p95": days["time_to_first_token"].quantile(0.95),
-            "itl_p95": days["mean_inter_token_latency"].quantile(0.95),
-            "requests": days.size()}).reset_index()
+        day = frame["hour"].dt.floor("D")
+        out = []
+        for value in sorted(day.unique()):
+            that = mine.where((day == value).to_numpy(dtype=bool))
+            out.append({"day": value, "ttft_p95": that.p95("ttft"),
+                        "itl_p95": that.p95("itl"), "requests": that.total("requests")})
+        daily = pd.DataFrame(out)
+    failed = mine.total("failed") + (mine.total("throttled") if throttled_is_failure else 0) \
+        if not frame.empty else 0
     return Health(
-        requests=len(frame), failed=failed(frame, throttled_is_failure),
-        ttft_p95=slo_eval.p95(frame["time_to_first_token"]),
-        itl_p95=slo_eval.p95(frame["mean_inter_token_latency"]), daily=daily,
-        slos=[slo_eval.status(frame, s, throttled_is_failure) for s in slos])
+        requests=mine.total("requests") if not frame.empty else 0, failed=failed,
+        ttft_p95=mine.p95("ttft"), itl_p95=mine.p95("itl"), daily=daily,
+        slos=[slo_eval.status(rows, s, throttled_is_failure, end) for s in slos])

@@ -11,6 +11,7 @@ import pandas as pd
 from sqlalchemy import Table, func, select
 
 from collectors import tables as t
+from collectors import usage
 from collectors.store import Store
 from kpi_mapping.data import utc
 from kpi_mapping.formulas.serving import Hours, no_hours
@@ -95,7 +96,7 @@ def _hours(store: Store, start: datetime, end: datetime) -> Hours:
         return no_hours()
 
     def bins(column: str) -> np.ndarray:
-        return np.array([json.loads(text) for text in frame.pop(column)], dtype="float64")
+        return usage.decode(frame.pop(column), len(usage.LATENCY_BOUNDS) + 1).astype("float64")
 
     ttft, e2e = bins("ttft_counts"), bins("e2e_counts")
     return Hours(frame, ttft, e2e)

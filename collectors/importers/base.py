@@ -258,5 +258,9 @@ def run_import(store: Store, importer: Importer, path: Path,
         session.add(ImportLog(kind=importer.kind, path=location(path), sha256=digest or "",
                               rows=len(rows), imported=datetime.now(UTC)))
         session.commit()
+    # derived tables follow what was written (the ledger's hourly roll-ups)
+    after = getattr(importer, "after_import", None)
+    if after is not None:
+        after(store)
     return ImportResult(importer.kind, path, len(rows), already_imported=False,
                         notes=tuple(notes))

@@ -16,7 +16,9 @@ from typing import Any
 
 from sqlmodel import SQLModel
 
+from collectors import rollup
 from collectors.importers.base import BadInputError, Cells, decode_utf8, iso_time, read_csv
+from collectors.store import Store
 from collectors.tables import LedgerRow
 from engine_shim.records import OUTCOMES
 
@@ -48,6 +50,10 @@ class LedgerImporter:
             seen[key] = line
             rows.append(row)
         return rows
+
+    def after_import(self, store: Store) -> None:
+        """Roll the new rows up at once: cost and serving health read the roll-up."""
+        rollup.refresh(store)
 
     def _records(self, path: Path) -> Iterator[tuple[int, Callable[[str], str], Fail]]:
         if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):

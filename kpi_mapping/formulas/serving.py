@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,21 +45,27 @@ def no_hours() -> Hours:
     return Hours(frame, empty, empty.copy())
 
 
-def quantile(bins: np.ndarray, q: float) -> float | None:
-    """Prometheus histogram_quantile over the roll-up bins: linear inside the bin, the last
-    finite bound for the overflow bin."""
+def histogram_quantile(bins: np.ndarray, bounds: Sequence[float], q: float) -> float | None:
+    """Prometheus' histogram_quantile over counts per bin (one more bin than bounds, for
+    what lies above the last): linear inside the bin from the bound below (0 for the
+    first), the last finite bound for the overflow bin."""
     total = float(bins.sum())
     if not total:
         return None
     rank = q * total
     cumulative = np.cumsum(bins)
     index = int(np.searchsorted(cumulative, rank, side="left"))
-    if index >= len(LATENCY_BOUNDS):
-        return LATENCY_BOUNDS[-1]
-    lower = LATENCY_BOUNDS[index - 1] if index else 0.0
+    if index >= len(bounds):
+        return float(bounds[-1])
+    lower = bounds[index - 1] if index else 0.0
     below = float(cumulative[index - 1]) if index else 0.0
     inside = float(bins[index])
-    return lower + (LATENCY_BOUNDS[index] - lower) * (rank - below) / inside
+    return float(lower + (bounds[index] - lower) * (rank - below) / inside)
+
+
+def quantile(bins: np.ndarray, q: float) -> float | None:
+    """histogram_quantile over the pod-hour roll-up's latency bins."""
+    return histogram_quantile(bins, LATENCY_BOUNDS, q)
 
 
 def utilization(hours: Hours, gpus: pd.DataFrame, snapshots: pd.DataFrame,

@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from collectors import rollup
     from collectors.store import Store
     from kpi_mapping import cost_report
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = Store.open(settings_mod.database_url(args.database))
     try:
+        rollup.refresh(store)  # ledger rows the sidecars wrote since the last report
         if args.action == "export":
             rows = cost_report.export_focus(store, period, Path(args.focus))
             print(f"{args.focus}: {rows} FOCUS rows for {period.label}")

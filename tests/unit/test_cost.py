@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collectors import usage
 from kpi_mapping import cost_report
 from kpi_mapping.cost import (
     allocate,
-    busy_blocks,
     by,
     fleet_per_million,
     margin_by_tenant,
@@ -58,14 +58,14 @@ def test_hand_computed_nano_dollars_and_cents() -> None:
     assert pod["bill_cents"] == 360 and pod["busy_gpu_s"] == 150
     # used = $3.60 × 150 / 3600 = 150,000,000 n$ = 15 ¢; idle 345 ¢
     assert pod["allocated_cents"] == 15 and pod["idle_cents"] == 345
-    priced = result.requests[result.requests["pod"] == "p"]
+    priced = result.usage[result.usage["pod"] == "p"]  # one usage row per tenant here
     # weights: r1 prefill 10, decode 90; r2 prefill 30 × 50 % uncached = 15, decode 70 (185)
     # 150e6 × 10/185 = 8,108,108.1; × 15/185 = 12,162,162.2: input is never rounded away
     assert priced["input_nano"].tolist() == [8_108_108, 12_162_162]
     # × 90/185 = 72,972,972.97; × 70/185 = 56,756,756.76: the two largest remainders take
     # the 2 n$ the floors left
     assert priced["output_nano"].tolist() == [72_972_973, 56_756_757]
-    assert result.requests[result.requests["pod"] == "nowhere"]["input_nano"].isna().all()
+    assert result.usage[result.usage["pod"] == "nowhere"]["input_nano"].isna().all()
     # fully loaded: idle 3,450,000,000 n$ shared by busy cost (81,081,081 : 68,918,919),
     # = × 23 exactly: 1,864,864,863 and 1,585,135,137
     assert (priced["loaded_input_nano"] + priced["loaded_output_nano"]).tolist() == [
@@ -83,32 +83,51 @@ def test_hand_computed_nano_dollars_and_cents() -> None:
 def test_sidecar_rows_without_engine_times_use_ttft_and_the_rest() -> None:
     ledger = pd.DataFrame([request("p", 0, None, None, ttft=1.0, e2e=4.0)])
     result = allocate(ledger, inventory(("p", 36.0, 1)), T0, T1)
-    row = result.requests.iloc[0]
+    row = result.usage.iloc[0]
     # used = $36 × 4 s / 3600 s = $0.04 = 40,000,000 n$: 1 s prefill, 3 s decode
     assert (row["input_nano"], row["output_nano"]) == (10_000_000, 30_000_000)
 
 
 def test_each_busy_second_at_the_price_and_count_in_force() -> None:
+    t2 = T0 + timedelta(hours=2)
     gpus = pd.DataFrame([
         {"pod": "p", "gpu_type": "H100", "gpu_count": 2, "dollars_per_gpu_hour": 2.0,
-         "valid_from": pd.Timestamp(T0 - timedelta(days=1)),
-         "valid_to": pd.Timestamp(T0 + timedelta(minutes=30))},
+         "valid_from": pd.Timestamp(T0 - timedelta(days=1)), "valid_to": pd.Timestamp(T1)},
         {"pod": "p", "gpu_type": "H100", "gpu_count": 1, "dollars_per_gpu_hour": 1.0,
-         "valid_from": pd.Timestamp(T0 + timedelta(minutes=30)), "valid_to": pd.NaT}])
-    ledger = pd.DataFrame([request("p", 0, 0, 600, tenant="acme"),       # 0-10 min: 2 × $2
-                           request("p", 2400, 0, 600, tenant="beta")])   # 40-50 min: 1 × $1
-    result = allocate(ledger, gpus, T0, T1)
-    # bill = 0.5 h × 2 × $2 + 0.5 h × 1 × $1 = $2.50
-    assert result.bill_cents == 250
+         "valid_from": pd.Timestamp(T1), "valid_to": pd.NaT}])
+    ledger = pd.DataFrame([request("p", 0, 0, 600, tenant="acme"),       # hour 0: 2 × $2
+                           request("p", 6000, 0, 600, tenant="beta")])   # hour 1: 1 × $1
+    result = allocate(ledger, gpus, T0, t2)
+    # bill = 1 h × 2 × $2 + 1 h × 1 × $1 = $5.00
+    assert result.bill_cents == 500
     (pod,) = result.pods.to_dict("records")
-    # busy GPU-s = 600 s × 2 + 600 s × 1 = 1800 of 1800 × 2 + 1800 × 1 = 5400 provisioned
-    assert (pod["busy_gpu_s"], pod["provisioned_gpu_s"]) == (1800.0, 5400.0)
-    # acme: $2 × 1200/3600 = 666,666,666.7 n$; beta: $0.50 × 600/1800 = 166,666,666.7 n$
-    # (an average price, $2.50 × 600 s / 5400 s, would charge each $0.278)
-    assert result.requests["output_nano"].tolist() == [666_666_666, 166_666_666]
-    # idle 1,666,666,668 n$ : allocated 833,333,332 of 250 ¢ → 166.67 : 83.33 → 167 / 83
-    assert (pod["idle_cents"], pod["allocated_cents"]) == (167, 83)
-    assert cost_report.utilization(result) == pytest.approx(1800 / 5400)
+    # busy GPU-s = 600 s × 2 + 600 s × 1 = 1800 of 3600 × 2 + 3600 × 1 = 10800 provisioned
+    assert (pod["busy_gpu_s"], pod["provisioned_gpu_s"]) == (1800.0, 10800.0)
+    # acme: $4 × 1200/7200 = 666,666,666.7 n$; beta: $1 × 600/3600 = 166,666,666.7 n$
+    # (an average price, $5 × 600 s / 10800 s, would charge each $0.278)
+    assert result.usage["output_nano"].tolist() == [666_666_666, 166_666_666]
+    # idle 4,166,666,668 n$ : allocated 833,333,332 of 500 ¢ → 416.67 : 83.33 → 417 / 83
+    assert (pod["idle_cents"], pod["allocated_cents"]) == (417, 83)
+    assert cost_report.utilization(result) == pytest.approx(1800 / 10800)
+
+
+def test_a_regime_that_starts_inside_an_hour_takes_its_share_of_the_hour() -> None:
+    half = pd.Timestamp(T0 + timedelta(minutes=30))
+    gpus = pd.DataFrame([
+        {"pod": "p", "gpu_type": "H100", "gpu_count": 2, "dollars_per_gpu_hour": 2.0,
+         "valid_from": pd.Timestamp(T0), "valid_to": half},
+        {"pod": "p", "gpu_type": "H100", "gpu_count": 1, "dollars_per_gpu_hour": 1.0,
+         "valid_from": half, "valid_to": pd.NaT}])
+    ledger = pd.DataFrame([request("p", 0, 0, 600, tenant="acme"),       # 0-10 min
+                           request("p", 2400, 0, 600, tenant="beta")])   # 40-50 min
+    result = allocate(ledger, gpus, T0, T1)
+    # the hour is the roll-up's unit: its 1200 busy s are spread evenly, half in each regime
+    # bill = 0.5 h × 2 × $2 + 0.5 h × 1 × $1 = $2.50; busy GPU-s 600 × 2 + 600 × 1 = 1800
+    (pod,) = result.pods.to_dict("records")
+    assert (result.bill_cents, pod["busy_gpu_s"]) == (250, 1800.0)
+    # first regime: $2 × 1200/3600 = 666,666,666 n$, split 1:1 (half of each one's 600 s)
+    # = 333,333,333 each; second: $0.50 × 600/1800 = 166,666,666 → 83,333,333 each
+    assert result.usage["output_nano"].tolist() == [416_666_666, 416_666_666]
 
 
 def test_fully_loaded_and_busy_time_per_million_tokens_and_margin() -> None:
@@ -143,12 +162,12 @@ def test_overlapping_inventory_rows_are_refused() -> None:
         regimes(gpus, T0, T1)
 
 
-def test_busy_blocks_are_the_union() -> None:
-    pods = np.array(["a", "a", "a", "a", "b"])
-    starts, ends = np.array([5.0, 0.0, 20.0, 21.0, 0.0]), np.array([15.0, 10.0, 30.0, 25.0, 1.0])
-    blocks = busy_blocks(pods, starts, ends)
-    # a: [0, 15) and [20, 30) = 25 s; b: 1 s
-    assert blocks.groupby("pod")["busy_s"].sum().to_dict() == {"a": 25.0, "b": 1.0}
+def test_busy_time_is_the_union_per_hour() -> None:
+    us = 1_000_000
+    starts = np.array([5, 0, 20, 21, 3590], dtype=np.int64) * us
+    ends = np.array([15, 10, 30, 25, 3610], dtype=np.int64) * us
+    # [0, 15) and [20, 30) = 25 s; [3590, 3610) = 10 s in each hour
+    assert (usage.busy_by_hour(starts, ends, 0, 2) // us).tolist() == [35, 10]
 
 
 requests_strategy = st.lists(st.tuples(
@@ -193,8 +212,8 @@ def test_every_grouping_plus_idle_is_the_bill(rows: list[tuple[Any, ...]], price
     assert round(sum(float(r["BilledCost"]) for r in focus) * 100) == bill
     # fully loaded $/M × tokens is the bill (to the cent) whenever a request was priced
     priced = result.priced
-    tokens = float(priced["prompt_tokens"].sum() + priced["output_tokens"].sum())
+    tokens = float(priced["input_tokens"].sum() + priced["output_tokens"].sum())
     per_m = fleet_per_million(result)["fully_loaded"]
     if per_m is not None and result.allocated_cents:
         assert round(per_m * tokens / 1e6 * 100) == bill
-    assert result.requests[result.requests["pod"] == "c"]["input_nano"].isna().all()
+    assert result.usage[result.usage["pod"] == "c"]["input_nano"].isna().all()
