@@ -68,8 +68,9 @@ def epoch_us(column: ColumnElement[Any], dialect: str) -> ColumnElement[int]:
     so the roll-up equals a summary of the same rows in memory). SQLite: SQLAlchemy stores
     'YYYY-MM-DD HH:MM:SS.ffffff'; whole seconds from strftime, microseconds from the text."""
     if dialect == "sqlite":
-        seconds = cast(func.strftime("%s", column), BigInteger)
+        # whole seconds from the first 19 characters: strftime rounds a fraction to ms
         text_ = cast(column, String)
+        seconds = cast(func.strftime("%s", func.substr(text_, 1, 19)), BigInteger)
         fraction = case((func.substr(text_, 20, 1) == ".",
                          cast(func.substr(text_, 21, 6), BigInteger)), else_=literal(0))
         return seconds * literal(1_000_000) + fraction
