@@ -28,7 +28,8 @@ def render(view: ServingView, uptime: Value, period: str,
             ttft, itl, up, req = st.columns(4)
             ttft.metric("TTFT p95", _seconds(view.ttft_p95), help="time to first token")
             itl.metric("ITL p95", _seconds(view.itl_p95),
-                       help="per request's mean gap between tokens")
+                       help="per token gap, on the live ITL histogram's bins (the ITL SLO's"
+                            " own observations)")
             up.metric("Uptime", f"{uptime.value:.3%}" if uptime.value is not None else "-",
                       help="the fleet's, from engine readings (KPI 7); filters do not apply")
             req.metric("Requests", f"{view.requests:,}",
@@ -44,10 +45,15 @@ def render(view: ServingView, uptime: Value, period: str,
                     st.caption(f"{label} — no events in {period}")
                     continue
                 remaining = status.budget_remaining
+                window = f"{status.slo.default.period_seconds / 86400:g}-day window"
+                spent = ""
+                if status.overspent and status.spent is not None:
+                    gone = f" on {status.exhausted_on:%Y-%m-%d %H:00}" \
+                        if status.exhausted_on else ""
+                    spent = f" (exhausted{gone}, {status.spent:,.1f}× over)"
                 st.progress(min(max(remaining, 0.0), 1.0),
-                            text=f"{label} · achieved {status.achieved:.3%} · error budget"
-                                 f" remaining {remaining:.0%}"
-                                 + (" (overspent)" if remaining < 0 else ""))
+                            text=f"{label} · {window} · achieved {status.achieved:.3%} ·"
+                                 f" error budget remaining {remaining:.0%}{spent}")
         if len(view.daily) > 1:
             ttft_slo = next((s.slo.default.threshold_seconds for s in view.slos
                              if s.slo.sli == "ttft"), None)
