@@ -4,12 +4,13 @@ cost per token and serving health. Reads are cached for a minute per period and 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from app import cost_section, data, kpi_sections, live, serving_section
+from app import cost_section, data, kpi_sections, live, serving_section, verdict
 from app.config import PageConfig
 from collectors.store import Store
 from kpi_mapping import config as kpi_config
@@ -60,6 +61,33 @@ def _serving(url: str, period: Period, filters: data.Filters,
                         config.throttled_is_failure)
 
 
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _latest(url: str) -> datetime | None:
+    return data.latest_data(_store(url))
+
+
+def _render_verdict(report: Report, view: data.CostView | None,
+                    before: data.CostView | None, latest: datetime | None,
+                    running: bool) -> None:
+    """The first screen: how many KPIs are in each band, what moved, the GPU bill."""
+    counts = verdict.band_counts(report)
+    with st.container(key="verdict", border=True):
+        st.markdown(f"**{report.period.label}** · :red[**{counts['red']} red**] ·"
+                    f" :orange[**{counts['amber']} amber**] ·"
+                    f" :green[**{counts['green']} green**]"
+                    + (f" · {counts['none']} without a band" if counts["none"] else ""))
+        moved = verdict.movers(report)
+        if moved:
+            st.markdown("Biggest movers since the previous period: " + "; ".join(
+                f"{m.name} {m.change}"
+                + ("" if m.better is None else " (better)" if m.better else " (worse)")
+                for m in moved))
+        bill = verdict.bill_line(view, before)
+        if bill:
+            st.markdown(bill)
+        st.caption(verdict.as_of_line(latest, running))
+
+
 def _kpi_config(path: str | None, throttled: bool = False) -> kpi_config.KpiConfig:
     loaded = kpi_config.load(Path(path)) if path else kpi_config.KpiConfig()
     return replace(loaded, throttled_is_failure=throttled)
@@ -71,8 +99,11 @@ def _sidebar(config: PageConfig) -> tuple[Period, data.Filters]:
         kind = st.segmented_control("Period", KINDS, default="month", required=True,
                                     key="period_kind")
         periods, default = _periods(config.database, str(kind))
+        latest = _latest(config.database)
         period = st.selectbox("Which", periods, index=default, key="period",
-                              format_func=lambda p: p.label)
+                              format_func=lambda p: p.label + (
+                                  " (running)" if latest is not None and p.end > latest
+                                  else ""))
         tenants, models = _choices(config.database)
         chosen_tenants = st.multiselect("Tenants", tenants, key="tenants",
                                         placeholder="every tenant")
@@ -97,18 +128,22 @@ def main(config: PageConfig) -> None:
         st.error(str(problem))
         return
     period, filters = _sidebar(config)
+    latest = _latest(config.database)
+    running = latest is not None and period.end > latest
     st.title("What serving costs, who spends it, and how the 19 KPIs are doing")
     pending = data.pending_rollup(_store(config.database))
     if pending:
         st.caption(f"{pending:,} requests arrived after the last roll-up and are not in the"
                    " KPIs yet; `llmkpi kpi report` (or restarting `llmkpi app`) adds them.")
     report = _report(config.database, period, config.kpi_config, config.throttled_is_failure)
+    view, history = _cost(config.database, period, filters, config.history,
+                          kpis.margin_basis)
+    before, _ = _cost(config.database, period.previous(), filters, 1, kpis.margin_basis)
+    _render_verdict(report, view, before, latest, running)
     kpi_sections.render_north_star(report, kpis)
     st.divider()
     kpi_sections.render_scorecard(report, config.history)
     st.divider()
-    view, history = _cost(config.database, period, filters, config.history,
-                          kpis.margin_basis)
     cost_section.render(view, history, filters.active())
     st.divider()
     readings = live.read(config.prometheus_url, config.live) if config.prometheus_url \

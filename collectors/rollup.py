@@ -147,20 +147,54 @@ def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: floa
                    *(getattr(c, name) for name in names)).where(
         c.pod == pod, c.arrival >= lo, c.arrival < hi)
     raw = pd.DataFrame(conn.execute(query).all(), columns=["arrival_us", *names])
-    for table in (HOURS, USAGE):
-        conn.execute(delete(table).where(
-            table.c.pod == pod, table.c.hour >= datetime.fromtimestamp(start, UTC),
-            table.c.hour < hi))
     if raw.empty:
+        replace_hours(conn, [pod], start, end, None, None)
         return
     raw["arrival_us"] = raw["arrival_us"].astype("int64")
     pod_hours, usage_rows = usage.summarise(raw, int(start) * usage.US,
                                             round((end - start) / HOUR))
+    replace_hours(conn, [pod], start, end, pod_hours, usage_rows)
+
+
+def replace_hours(conn: Connection, pods: list[str], start: float, end: float,
+                  pod_hours: pd.DataFrame | None, usage_rows: pd.DataFrame | None) -> None:
+    """The pods' hours in [start, end) (epoch seconds) of both roll-ups become these rows
+    (collectors/usage.py's shape). A loader that summarised its own rows writes them here
+    and then calls `mark_current`, so they are not read back and summed again."""
+    lo, hi = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+    for table in (HOURS, USAGE):
+        conn.execute(delete(table).where(table.c.pod.in_(pods), table.c.hour >= lo,
+                                         table.c.hour < hi))
     for table, frame in ((HOURS, pod_hours), (USAGE, usage_rows)):
-        if not frame.empty:
+        if frame is not None and not frame.empty:
             records = [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
             for record in records:
                 record["hour"] = record["hour"].to_pydatetime()
             conn.execute(table.insert(), records)
 
 
+def top_id(store: Store) -> int:
+    """The newest ledger row's id (0 for an empty ledger)."""
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.max(LEDGER.c.id))).scalar() or 0)
+
+
+def mark_current(store: Store, since: int) -> None:
+    """Record the ledger rows stored after id `since` as rolled up: the loader that wrote
+    them wrote their roll-up too (replace_hours). Refused when rows up to `since` still wait
+    for a refresh: they would never be summed."""
+    with store.engine.begin() as conn:
+        last = _last_in(conn)
+        if since and (last or 0) < since:
+            raise ValueError("ledger rows older than this load wait for the roll-up:"
+                             " refresh first")
+        top = conn.execute(select(func.max(LEDGER.c.id))).scalar() or 0
+        if last is None:
+            conn.execute(STATE.insert().values(name=NAME, last_id=top))
+        else:
+            conn.execute(STATE.update().where(STATE.c.name == NAME).values(last_id=top))
+
+
+def _last_in(conn: Connection) -> int | None:
+    value = conn.execute(select(STATE.c.last_id).where(STATE.c.name == NAME)).scalar()
+    return None if value is None else int(value)

@@ -67,21 +67,30 @@ def tenant_revenue(store: Store, start: datetime, end: datetime) -> pd.DataFrame
 
 
 def latest_data(store: Store) -> datetime | None:
-    """The newest request in the ledger, else the end of the newest finance month."""
+    """The newest request: in the ledger, else the end of the roll-up's newest hour (raw
+    rows may have aged out); else the end of the newest finance month."""
     with store.engine.connect() as conn:
         arrival = conn.execute(select(func.max(col(LedgerRow.arrival)))).scalar()
+        hour = conn.execute(select(func.max(col(LedgerUsage.hour)))).scalar()
         month = conn.execute(select(func.max(col(FinanceMonth.month)))).scalar()
-    if arrival is not None:
-        stamp = pd.Timestamp(arrival)
-        return (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp).to_pydatetime()
+    stamps = [_utc(arrival)] if arrival is not None else []
+    if hour is not None:
+        stamps.append(_utc(hour) + timedelta(hours=1) - timedelta(seconds=1))
+    if stamps:
+        return max(stamps)
     if month is not None:
         return period_containing("month", month).end - timedelta(seconds=1)
     return None
 
 
+def _utc(value: object) -> datetime:
+    stamp = pd.Timestamp(value)  # type: ignore[arg-type]
+    return (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp).to_pydatetime()
+
+
 def choices(store: Store) -> tuple[list[str], list[str]]:
-    """Every tenant and model the ledger has seen, for the page's filters."""
+    """Every tenant and model the roll-up has seen (raw rows age out), for the filters."""
     with store.engine.connect() as conn:
-        tenants = conn.execute(select(col(LedgerRow.tenant)).distinct()).scalars().all()
-        models = conn.execute(select(col(LedgerRow.model)).distinct()).scalars().all()
+        tenants = conn.execute(select(col(LedgerUsage.tenant)).distinct()).scalars().all()
+        models = conn.execute(select(col(LedgerUsage.model)).distinct()).scalars().all()
     return sorted(map(str, tenants)), sorted(map(str, models))

@@ -83,7 +83,7 @@ def _events(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
     frame = _frame(store, select(table.c.event, table.c.distinct_id, table.c.happened,
                                  table.c.properties).where(shipped | in_window))
     props = [json.loads(text) for text in frame["properties"]]
-    for name in ("feature", "score", "success", "tenant"):
+    for name in ("feature", "score", "success", "tenant", "survey"):
         frame[name] = [p.get(name) for p in props]
     return frame.drop(columns=["properties"])
 

@@ -113,7 +113,8 @@ def _epi(ctx: Context) -> Value:
 
 @_needs("mixpanel")
 def _satisfaction(ctx: Context) -> Value:
-    score = product.nps(ctx.inputs.events, ctx.period.start, ctx.period.end)
+    score = product.nps(ctx.inputs.events, ctx.period.start, ctx.period.end,
+                        product.IN_PRODUCT)
     previous = ctx.period.previous()
     back = product.returning_users(ctx.inputs.events, (previous.start, previous.end),
                                    (ctx.period.start, ctx.period.end))
@@ -173,7 +174,8 @@ SIDES: dict[int, tuple[Side, Side]] = {
          _needs("people")(lambda c: people.attrition_per_quarter(
              _i(c).people, c.period.start, c.period.end, teams=c.config.engineering_teams))),
     15: (_needs("mixpanel")(lambda c: product.nps(_i(c).events, c.period.start,
-                                                   c.period.end)), _satisfaction),
+                                                   c.period.end, product.RELATIONSHIP)),
+         _satisfaction),
     16: (_finance(fin.dso), _compatibility),
     17: (_finance(fin.growth_efficiency), _needs("incidents")(
         lambda c: dora.security_response_hours(_i(c).incidents, c.period.start,

@@ -23,6 +23,7 @@ from llmkpi.summary import format_summary, tenant_summary
 from specs import catalog
 
 DEMO_TENANTS = 8
+DEMO_VERSION = 2  # bumped when the demo company changes: an older store is written again
 
 
 def _alias_file(workdir: Path) -> Path:
@@ -92,10 +93,12 @@ def demo_company(workdir: Path, months: int) -> str:
     from llmkpi import demo_data
 
     database = str(workdir / "llmkpi.sqlite")
-    done = workdir / "company" / f".loaded-{months}"
+    done = workdir / "company" / f".loaded-{months}-v{DEMO_VERSION}"
     if done.exists():
         print(f"demo company: reusing {database} ({months} months, loaded before)")
         return database
+    for suffix in ("", "-wal", "-shm"):  # a store from an older generator or a stopped run
+        Path(database + suffix).unlink(missing_ok=True)
     print(f"demo company: generating {months} months of history into {database}")
     counts = demo_data.run(workdir / "company", database, months, seed=7,
                            end_month=demo_data.last_full_month())
@@ -124,9 +127,10 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
         "--metrics-port", str(metrics_port), "--tenant-aliases", str(_alias_file(workdir)),
         "--records-out", str(workdir / "records.jsonl"), "--engine-poll-seconds", "1",
         "--ledger"], logs, env={"LLMKPI_DATABASE_URL": database, "LLMKPI_POD": LIVE_POD}))
+    kpi_config = workdir / "company" / "kpi.yaml"
     started.append(processes.start("kpi-serve", [
-        "kpi", "serve", "--database", database, "--port", str(kpi_port), "--interval", "60"],
-        logs))
+        "kpi", "serve", "--database", database, "--port", str(kpi_port), "--interval", "60",
+        "--config", str(kpi_config)], logs))
     prometheus = demo_stack.start_prometheus(workdir, {
         "llmkpi-sidecar": (f"127.0.0.1:{metrics_port}", {"pod": LIVE_POD}),
         "llmkpi-kpi": (f"127.0.0.1:{kpi_port}", {})}, rules, logs)
@@ -152,8 +156,9 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
         with EnginePeaks(f"http://127.0.0.1:{metrics_port}/metrics") as peaks:
             results = asyncio.run(loadgen.run_load(spec, progress_out=sys.stdout))
         _print_measured(results, metrics_port, peaks)
-        reports = demo_stack.write_reports(database, workdir)
-        page = _start_page(workdir, database, prometheus[1] if prometheus else None, started)
+        reports = demo_stack.write_reports(database, workdir, kpi_config)
+        page = _start_page(workdir, database, prometheus[1] if prometheus else None, started,
+                           kpi_config)
         _print_urls(page, prometheus[1] if prometheus else None, kpi_port, workdir, reports,
                     database)
         status = demo_stack.page_answers(page)
@@ -212,9 +217,10 @@ def _write_pids(workdir: Path, started: list[processes.Started]) -> None:
 
 
 def _start_page(workdir: Path, database: str, prometheus: str | None,
-                started: list[processes.Started]) -> str:
+                started: list[processes.Started], kpi_config: Path) -> str:
     port = demo_stack.app_port()
-    args = ["app", "--database", database, "--port", str(port)]
+    args = ["app", "--database", database, "--port", str(port), "--kpi-config",
+            str(kpi_config)]
     if prometheus:
         args += ["--prometheus-url", prometheus]
     page = processes.start("app", args, workdir / "logs")

@@ -44,11 +44,14 @@ def start_prometheus(workdir: Path, targets: dict[str, tuple[str, dict[str, str]
                                       workdir / "prometheus-data", logs)
 
 
-def write_reports(database: str, workdir: Path) -> dict[str, Path]:
+def write_reports(database: str, workdir: Path, kpi_config: Path | None = None
+                  ) -> dict[str, Path]:
     """The KPI and cost reports of the last full month, as JSON, and the KPI table printed."""
     from collectors.store import Store
+    from kpi_mapping import config as kpi_config_mod
     from kpi_mapping import cost_report, report
-    from kpi_mapping.config import KpiConfig
+
+    config = kpi_config_mod.load(kpi_config) if kpi_config else kpi_config_mod.KpiConfig()
     from kpi_mapping.periods import period_containing
 
     period = period_containing("month", datetime.now(UTC).date()).previous()
@@ -56,14 +59,14 @@ def write_reports(database: str, workdir: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     store = Store.open(database)
     try:
-        result = report.build(store, period, KpiConfig())
+        result = report.build(store, period, config)
         cost = cost_report.report(store, period)
     finally:
         store.close()
     paths = {"kpi": out / f"kpi-{period.label}.json", "cost": out / f"cost-{period.label}.json"}
-    paths["kpi"].write_text(json.dumps(report.to_dict(result, KpiConfig()), indent=2) + "\n")
+    paths["kpi"].write_text(json.dumps(report.to_dict(result, config), indent=2) + "\n")
     paths["cost"].write_text(json.dumps(cost, indent=2, default=str) + "\n")
-    print("\n" + report.format_table(result, KpiConfig()))
+    print("\n" + report.format_table(result, config))
     per_m = cost["per_million_tokens"]
     rate = (f"; ${per_m['fully_loaded']:,.4f} per million tokens fully loaded"
             f" (${per_m['busy_time']:,.4f} busy-time)" if per_m["fully_loaded"] else "")

@@ -33,28 +33,6 @@ SIDECAR_NAMES = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", help=f"what PATH holds: {', '.join(KINDS)} (docs/imports.md)")
-    parser.add_argument("path", help="a file; git: a repository folder; prometheus: its URL")
-    parser.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
-    git = parser.add_argument_group("git")
-    git.add_argument("--tags", metavar="PATTERN",
-                     help="each tag matching PATTERN (like 'v*') is a production deployment")
-    git.add_argument("--deployments", metavar="FILE", help="also import this deployment log")
-    git.add_argument("--repository", help="repository name (default: the folder's name)")
-    git.add_argument("--service", help="service the tags deploy (default: the repository)")
-    jira = parser.add_argument_group("work-items")
-    jira.add_argument("--timezone", default="UTC",
-                      help="zone of the Jira export's times, which carry none (UTC)")
-    cov = parser.add_argument_group("coverage")
-    cov.add_argument("--component", help="the codebase the report measures (default: the"
-                     " last folder of the report's <source>)")
-    prom = parser.add_argument_group("prometheus")
-    prom.add_argument("--start", help="ISO time (default: --end minus 1 day)")
-    prom.add_argument("--end", help="ISO time (default: now)")
-    prom.add_argument("--step", type=float, default=60.0, help="seconds between points (60)")
-
-
 def engine_series() -> dict[str, tuple[str, ...]]:
     """Per snapshot field: the engines' own names, newest first, then the sidecar's."""
     return {field: (*(a.name for a in NAME_TABLE[field]), SIDECAR_NAMES[field])

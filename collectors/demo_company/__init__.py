@@ -13,16 +13,19 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from collectors.demo_company import business, engineering, product, serving
-from collectors.demo_company.serving import Fleet, Pod
-from collectors.demo_company.timeline import build_timeline
+from collectors.demo_company.timeline import Timeline, build_timeline
+from collectors.demo_company.traffic import Pod, Traffic
 
 Say = Callable[[str], None]
 TENANTS = [f"tenant-{i:04d}" for i in range(8)]  # the names `make demo`'s live traffic uses
+KPI_CONFIG = "kpi.yaml"
+RAW_DAYS = 2  # a real fleet's day is ~100k requests: the demo keeps two days of them raw
+SAMPLED_PER_DAY = 2500
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,26 @@ class DemoCompany:
     end_month: date
     pods: tuple[Pod, ...]
     base_per_day: float
+    raw_days: int | None = RAW_DAYS  # None: every request as a raw ledger row
 
-    def fleet(self) -> Fleet:
-        timeline = build_timeline(self.months, self.seed, self.end_month, TENANTS)
-        return Fleet(timeline, list(self.pods), self.base_per_day)
+    def timeline(self) -> Timeline:
+        return build_timeline(self.months, self.seed, self.end_month, TENANTS)
+
+    def traffic(self) -> Traffic:
+        return Traffic(self.timeline(), list(self.pods), self.base_per_day)
+
+    def raw_from(self) -> datetime:
+        """Where the raw ledger rows begin: the last `raw_days` of the history."""
+        timeline = self.timeline()
+        if self.raw_days is None:
+            return timeline.start
+        return max(timeline.start, timeline.end - timedelta(days=self.raw_days))
+
+    def thin(self, start: datetime) -> int:
+        """One arrival cluster in how many is drawn for a rolled-up month: about
+        SAMPLED_PER_DAY requests a day stand for the whole day's traffic."""
+        growth = self.timeline().growth[self.timeline().month_index(start)]
+        return max(1, round(self.base_per_day * growth / SAMPLED_PER_DAY))
 
 
 def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -59,16 +78,19 @@ def _jira_csv(path: Path, items: list[dict[str, Any]]) -> None:
 
 
 def generate(directory: Path, *, months: int, seed: int, end_month: date, pods: list[Pod],
-             base_per_day: float = 500.0, say: Say = print) -> DemoCompany:
+             base_per_day: float = 500.0, raw_days: int | None = RAW_DAYS,
+             say: Say = print) -> DemoCompany:
     directory.mkdir(parents=True, exist_ok=True)
-    timeline = build_timeline(months, seed, end_month, TENANTS)
+    company = DemoCompany(directory, months, seed, end_month, tuple(pods), base_per_day,
+                          raw_days)
+    timeline = company.timeline()
     staff = business.people(timeline)
     _csv(directory / "people.csv", [
         {"person": p.person, "team": p.team, "tech": str(p.tech).lower(),
          "hired": p.hired.isoformat(), "exited": p.exited.isoformat() if p.exited else "",
          "hourly_rate": p.hourly_rate} for p in staff])
     bills = [serving.gpu_cost(timeline, pods, i) for i in range(months)]
-    finance, revenue = business.finance(timeline, staff, bills)
+    finance, revenue = business.finance(timeline, staff, bills, company.traffic())
     _csv(directory / "finance.csv", finance)
     _csv(directory / "tenant-revenue.csv", revenue)
     _csv(directory / "gpus.csv", [
@@ -98,7 +120,15 @@ def generate(directory: Path, *, months: int, seed: int, end_month: date, pods: 
     (directory / "mixpanel-export.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     say(f"demo company: {len(hist.commits)} commits, {len(hist.deployments)} deployments,"
         f" {len(items)} work items, {len(lines)} product events")
+    (directory / KPI_CONFIG).write_text(
+        "# The demo company's KPI choices (`--kpi-config` / `--config`):\n"
+        "version: 1\n"
+        "# team attrition (KPI 14) follows the serving teams; tech-team turnover (KPI 18)\n"
+        "# every tech team\n"
+        "engineering_teams: [inference, platform]\n"
+        "margin_basis: fully_loaded\n", encoding="utf-8")
     manifest = {"months": months, "seed": seed, "end_month": end_month.isoformat()[:7],
-                "base_per_day": base_per_day, "pods": [p.name for p in pods]}
+                "base_per_day": base_per_day, "raw_days": raw_days,
+                "pods": [p.name for p in pods]}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return DemoCompany(directory, months, seed, end_month, tuple(pods), base_per_day)
+    return company

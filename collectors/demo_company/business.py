@@ -13,10 +13,15 @@ from datetime import date, timedelta
 from typing import Any
 
 from collectors.demo_company.timeline import Timeline, days_in
+from collectors.demo_company.traffic import Traffic
 
 TEAMS = {"inference": True, "platform": True, "product-eng": True, "data": True,
          "sales": False, "marketing": False, "support": False, "finance-ops": False}
 SALARY = {True: 165_000.0, False: 115_000.0}  # loaded per year
+# What each API tenant pays per million tokens under its contract (input and output alike).
+# The two biggest bought volume discounts below what serving them costs once idle GPU time is
+# shared; the third sits near break-even; tenant-0003 pays list price and is very profitable.
+CONTRACT_PER_MILLION = (0.19, 0.19, 0.24, 1.20, 0.45, 0.60, 0.50, 0.80)
 
 
 @dataclass
@@ -63,9 +68,11 @@ def headcount(staff: list[Person], month: date, tech_only: bool = False) -> floa
                      and (p.tech or not tech_only)))
 
 
-def finance(timeline: Timeline, staff: list[Person], gpu_bills: list[float]
+def finance(timeline: Timeline, staff: list[Person], gpu_bills: list[float], traffic: Traffic
             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Finance rows and revenue per tenant (which adds up to the month's revenue)."""
+    """Finance rows, and each API tenant's revenue: its contract's price per million tokens
+    times the tokens its traffic is expected to use that month (a small part of revenue:
+    the rest is seat subscriptions)."""
     rng = random.Random(timeline.seed * 211 + 3)
     outage_month = timeline.month_index(timeline.outage.start)
     customers, mrr, cash = 96, 310_000.0, 4_800_000.0
@@ -107,10 +114,10 @@ def finance(timeline: Timeline, staff: list[Person], gpu_bills: list[float]
             "customers_start": customers, "customers_new": new, "customers_lost": lost,
             "accounts": customers + new - lost, "ebitda": round(ebitda, 2),
             "sales_cycle_days": round(rng.gauss(42 - index * 0.8, 4), 1)})
-        # the serving tenants are the largest accounts: ~60 % of revenue, by traffic weight
-        for tenant in timeline.tenants:
-            share = timeline.tenant_weight[tenant] * 0.6 * (0.8 + rng.random() * 0.4)
+        for number, tenant in enumerate(timeline.tenants):
+            price = CONTRACT_PER_MILLION[number % len(CONTRACT_PER_MILLION)]
+            tokens = traffic.expected_tokens(index, tenant)
             by_tenant.append({"month": month.isoformat()[:7], "tenant": tenant,
-                              "revenue": round(revenue * share, 2)})
+                              "revenue": round(price * tokens / 1e6, 2)})
         customers, mrr = customers + new - lost, mrr_end
     return rows, by_tenant

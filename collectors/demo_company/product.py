@@ -1,8 +1,9 @@
 """Product analytics in Mixpanel's raw export shape, and integration attempts.
 
 Users belong to tenants; a month's active users engage features. `agent-mode` ships in
-month 3 and its adoption climbs; NPS dips after the outage; users who hit the outage send
-`downtime_experienced` and, once it is over, `recovery_noticed`.
+month 3 and its adoption climbs; two surveys (users in the product, account admins for
+the relationship NPS) both dip at the outage, the relationship one for longer; users who
+hit the outage send `downtime_experienced` and, once it is over, `recovery_noticed`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,14 @@ def events(timeline: Timeline) -> list[str]:
             if rng.random() < 0.2:  # one in five answers the in-product survey
                 mood = 8.6 - (2.2 if index == outage_month else 0) + 0.05 * index
                 score = max(0, min(10, round(rng.gauss(mood, 1.8))))
-                lines.append(_event("nps_submitted", user, when(), score=score, tenant=tenant))
+                lines.append(_event("nps_submitted", user, when(), score=score, tenant=tenant,
+                                    survey="in_product"))
+            if n % 6 == 0 and rng.random() < 0.5:  # account admins: the relationship survey
+                # slower and lower than in-product: the outage weighs on it for two months
+                dent = 1.6 if index in (outage_month, outage_month + 1) else 0.0
+                score = max(0, min(10, round(rng.gauss(7.9 - dent + 0.04 * index, 1.6))))
+                lines.append(_event("nps_submitted", f"admin-{tenant}-{n:04d}", when(),
+                                    score=score, tenant=tenant, survey="relationship"))
             if index == outage_month and rng.random() < 0.3:
                 hit = outage.start + timedelta(seconds=rng.uniform(0, outage.hours * 3600))
                 lines.append(_event("downtime_experienced", user, hit, service="inference",

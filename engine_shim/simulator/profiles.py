@@ -75,6 +75,25 @@ L4_LLAMA3_8B = Profile(
     attention_per_kv_token=0.00000044,
 )
 
+L4_LLAMA32_3B = Profile(
+    name="l4-llama3.2-3b",
+    doc=(
+        "Llama-3.2-3B in BF16 on one 24 GB L4: 6.4 GB of weights at ~300 GB/s makes a decode"
+        " step ~22 ms plus ~2 ms scheduling, prefill runs at ~10k tokens/s, and ~15 GB of KV"
+        " (112 KiB per token) holds ~130k tokens: the cheap pod for short answers."
+    ),
+    model="meta-llama/Llama-3.2-3B-Instruct",
+    num_blocks=8_000,
+    block_size=16,
+    max_num_seqs=128,
+    max_batched_tokens=4096,
+    max_model_len=8192,
+    step_overhead=0.024,
+    prefill_per_token=0.000100,
+    decode_per_seq=0.000060,
+    attention_per_kv_token=0.00000018,
+)
+
 DEMO_SMALL = replace(
     H100_LLAMA3_8B,
     name="demo-small-cache",
@@ -117,7 +136,8 @@ ZERO_DELAY = replace(
 )
 
 PROFILES: dict[str, Profile] = {
-    p.name: p for p in (H100_LLAMA3_8B, L4_LLAMA3_8B, DEMO_SMALL, SLOW, ZERO_DELAY)
+    p.name: p for p in (H100_LLAMA3_8B, L4_LLAMA3_8B, L4_LLAMA32_3B, DEMO_SMALL, SLOW,
+                        ZERO_DELAY)
 }
 
 

@@ -36,11 +36,25 @@ def adoption(events: pd.DataFrame, start: datetime, end: datetime) -> Value:
                  adopters=adopters, active_users=active)
 
 
-def nps(events: pd.DataFrame, start: datetime, end: datetime) -> Value:
-    """% promoters (9–10) − % detractors (0–6) over nps_submitted scores (Reichheld)."""
-    scores = _in(events, "nps_submitted", start, end)["score"].dropna().astype("float64")
+RELATIONSHIP, IN_PRODUCT = "relationship", "in_product"
+
+
+def nps(events: pd.DataFrame, start: datetime, end: datetime, survey: str | None = None
+        ) -> Value:
+    """% promoters (9–10) − % detractors (0–6) over nps_submitted scores (Reichheld).
+
+    With `survey`, only the answers to that survey (the event's `survey` property): the
+    CEO's NPS is the relationship survey of accounts, the CTO's satisfaction the in-product
+    one. A company whose events carry no `survey` property has one series for both."""
+    answers = _in(events, "nps_submitted", start, end)
+    labelled = "survey" in answers and bool(
+        events.loc[events["event"] == "nps_submitted", "survey"].notna().any())
+    if survey is not None and labelled:
+        answers = answers[answers["survey"] == survey]
+    scores = answers["score"].dropna().astype("float64")
     if scores.empty:
-        return none("no survey answers in the period")
+        return none(f"no {survey.replace('_', '-')} survey answers in the period"
+                    if survey is not None and labelled else "no survey answers in the period")
     promoters, detractors = int((scores >= 9).sum()), int((scores <= 6).sum())
     return number(100.0 * (promoters - detractors) / len(scores), responses=len(scores),
                   promoters=promoters, detractors=detractors)

@@ -91,7 +91,8 @@ def streamlit_argv(config_file: Path, host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(script),
             "--server.address", host, "--server.port", str(port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--", str(config_file)]
+            "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
+            "--", str(config_file)]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,7 +42,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = str(folder / "llmkpi.sqlite")
     store = Store.open(path)
     try:
-        load(store, make(folder / "company", 3, 5, date(2026, 10, 1), base_per_day=40),
+        load(store, make(folder / "company", 3, 5, date(2026, 10, 1), base_per_day=40,
+                         raw_days=None),
              say=lambda _line: None)
         build(store, OCTOBER, KpiConfig())  # refreshes the roll-up
     finally:
@@ -154,7 +155,8 @@ def test_the_page_reads_a_postgresql_store(tmp_path: Path) -> None:
     try:
         store = Store.open(url)
         try:
-            load(store, make(tmp_path / "company", 2, 3, date(2026, 10, 1), base_per_day=20),
+            load(store, make(tmp_path / "company", 2, 3, date(2026, 10, 1), base_per_day=20,
+                         raw_days=None),
                  say=lambda _line: None)
             expected = build(store, OCTOBER, KpiConfig()).row(19)
         finally:

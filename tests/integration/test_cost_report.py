@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_report_and_focus_export_add_up_to_the_bill(store: Store, tmp_path: Path) -> None:
-    company = make(tmp_path / "company", 3, 5, date(2026, 10, 1), base_per_day=30)
+    company = make(tmp_path / "company", 3, 5, date(2026, 10, 1), base_per_day=30,
+                   raw_days=None)
     load(store, company, say=lambda _line: None)
     period = parse_period("month", "2026-10")
     doc = report(store, period)

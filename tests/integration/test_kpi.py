@@ -83,7 +83,8 @@ def test_roll_up_counts_each_hour_once_and_takes_late_rows(store: Store) -> None
 @pytest.fixture(scope="module")
 def company(tmp_path_factory: pytest.TempPathFactory) -> DemoCompany:
     """Four months of the demo company, generated once for the module."""
-    return make(tmp_path_factory.mktemp("company"), 4, 5, date(2026, 10, 1), base_per_day=40)
+    return make(tmp_path_factory.mktemp("company"), 4, 5, date(2026, 10, 1), base_per_day=40,
+                raw_days=None)
 
 
 def test_report_on_the_demo_company_agrees_with_its_inputs(store: Store,

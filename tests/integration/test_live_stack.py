@@ -98,7 +98,8 @@ def generated_rules(tmp_path: Path) -> tuple[Path, ...]:
 def demo_store(tmp_path: Path) -> Path:
     database = tmp_path / "company.sqlite"
     store = Store.open(str(database))
-    load(store, make(tmp_path / "company", 4, 5, date(2026, 10, 1), base_per_day=40),
+    load(store, make(tmp_path / "company", 4, 5, date(2026, 10, 1), base_per_day=40,
+                         raw_days=None),
          say=lambda _line: None)
     store.close()
     return database

@@ -74,3 +74,11 @@ def test_a_mistake_is_one_line_and_exit_2(name: str, tmp_path: Path,
     assert code == 2, err
     assert "Traceback" not in err and err.strip(), err
     assert len(err.strip().splitlines()) <= 3, err  # argparse prints usage, then one line
+
+
+def test_the_import_kinds_the_help_lists_are_the_importers() -> None:
+    """`llmkpi --help` names the import kinds without importing the importers."""
+    from llmkpi import imports
+    from llmkpi.commands import import_file
+
+    assert list(import_file.KINDS) == imports.KINDS
