@@ -82,6 +82,11 @@ def periods(kind: str, latest: datetime | None, count: int = PICKER_PERIODS
     return out, 0 if complete else 1
 
 
+def running(period: Period, now: datetime | None = None) -> bool:
+    """Whether the period has not ended yet (by the clock): its figures are partial."""
+    return (now or datetime.now(UTC)) < period.end
+
+
 # --- the KPI report --------------------------------------------------------------------------
 
 def kpi_report(store: Store, period: Period, config: KpiConfig) -> Report:

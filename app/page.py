@@ -99,11 +99,9 @@ def _sidebar(config: PageConfig) -> tuple[Period, data.Filters]:
         kind = st.segmented_control("Period", KINDS, default="month", required=True,
                                     key="period_kind")
         periods, default = _periods(config.database, str(kind))
-        latest = _latest(config.database)
         period = st.selectbox("Which", periods, index=default, key="period",
                               format_func=lambda p: p.label + (
-                                  " (running)" if latest is not None and p.end > latest
-                                  else ""))
+                                  " (running)" if data.running(p) else ""))
         tenants, models = _choices(config.database)
         chosen_tenants = st.multiselect("Tenants", tenants, key="tenants",
                                         placeholder="every tenant")
@@ -129,7 +127,7 @@ def main(config: PageConfig) -> None:
         return
     period, filters = _sidebar(config)
     latest = _latest(config.database)
-    running = latest is not None and period.end > latest
+    running = data.running(period)
     st.title("What serving costs, who spends it, and how the 19 KPIs are doing")
     pending = data.pending_rollup(_store(config.database))
     if pending:

@@ -169,9 +169,14 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
             with contextlib.suppress(Exception):  # no browser to open is not a failure
                 webbrowser.open(page)
         return _wait_for_an_exit(started)
+    except KeyboardInterrupt:
+        print("\nstopping: Ctrl-C")
+        return 130
     finally:  # everything started, the page included (it joins the list late)
         for item in reversed(started):
             processes.stop(item)
+        (workdir / "demo.pids").unlink(missing_ok=True)
+        print("stopped: " + ", ".join(f"{p.name} (pid {p.process.pid})" for p in started))
 
 
 def _print_measured(results: list[loadgen.ClientResult], metrics_port: int,
@@ -191,8 +196,9 @@ def _print_urls(page: str, prometheus: str | None, kpi_port: int, workdir: Path,
     print(f"\nexecutive view  {page}   north star, the 19 KPIs, cost per token, serving"
           " health; pick week/month/quarter and filter by tenant or model in the sidebar")
     if prometheus is not None:
-        print(f"prometheus      {prometheus}/alerts   the generated rules live; "
-              f"{prometheus}/graph for queries")
+        # Prometheus 2.x from Debian serves its web UI under /classic/ (/alerts is a 404)
+        print(f"prometheus      {prometheus}/classic/alerts   the generated rules live; "
+              f"{prometheus}/classic/graph for queries")
     print(f"kpi gauges      http://127.0.0.1:{kpi_port}/metrics")
     print(f"dashboards      {workdir / 'dashboards'}  (import into Grafana, or provision"
           " with deploy/grafana)")

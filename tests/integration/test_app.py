@@ -3,6 +3,7 @@ Prometheus for the live numbers, and headless Chromium for the page a person see
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -257,7 +258,17 @@ def test_chromium_shows_north_star_scorecard_and_cost_chart(running_app: str) ->
                                     ".st-key-north-star-revenue_per_employee").text
         assert "Revenue per employee" in star and "$" in star
         assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+        first = browser.find_element(By.CSS_SELECTOR, ".st-key-verdict").text
+        assert re.search(r"\d+ red · \d+ amber · \d+ green", first), first
+        assert "Biggest movers since the previous period" in first
+        assert re.search(r"GPU bill \$[\d,]+ .*% of it idle", first)
+        assert re.search(r"as of \d{4}-\d\d-\d\d \d\d:\d\d UTC", first)
+        budgets = browser.find_element(By.CSS_SELECTOR, ".st-key-slo-budgets").text
+        assert "error budget remaining" in budgets and not re.search(r"-\d+%", budgets)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         assert browser.save_screenshot(str(ARTIFACTS / "executive-view.png"))
+        for key in ("verdict", "cost-summary", "serving-summary", "slo-budgets"):
+            element = browser.find_element(By.CSS_SELECTOR, f".st-key-{key}")
+            assert element.screenshot(str(ARTIFACTS / f"{key}.png"))
     finally:
         browser.quit()

@@ -54,17 +54,18 @@ def test_make_demo_short_headless_brings_up_the_page_and_writes_reports(tmp_path
     assert "Traceback" not in out
     assert re.search(r"page answered \(HTTP 200\)", out)
     assert re.search(r"executive view  http://127\.0\.0\.1:\d+", out)
-    assert re.search(r"prometheus      http://127\.0\.0\.1:\d+/alerts", out)
+    assert re.search(r"prometheus      http://127\.0\.0\.1:\d+/classic/alerts", out)
     kpi = json.loads(next((tmp_path / "reports").glob("kpi-*.json")).read_text())
     assert len(kpi["mappings"]) == 19 and kpi["north_star"]["revenue_per_employee"]["value"]
     cost = json.loads(next((tmp_path / "reports").glob("cost-*.json")).read_text())
     assert cost["gpu_bill"] > 0 and cost["requests"] > 0
     assert len(list((tmp_path / "dashboards").glob("*.json"))) == 4
     assert len(list((tmp_path / "rules").glob("*.yml"))) == 4
-    names = [line.split()[1] for line in (tmp_path / "demo.pids").read_text().splitlines()]
-    assert names == ["simulator", "sidecar", "kpi-serve", "prometheus", "app"]
-    pids = [int(line.split()[0]) for line in (tmp_path / "demo.pids").read_text().splitlines()]
-    assert not [p for p in pids if alive(p)]
+    stopped = re.findall(r"(\S+) \(pid (\d+)\)", out.split("stopped: ")[-1])
+    assert [name for name, _pid in stopped] == ["simulator", "sidecar", "kpi-serve",
+                                                "prometheus", "app"]
+    assert not [p for _name, p in stopped if alive(int(p))]
+    assert not (tmp_path / "demo.pids").exists()  # no stale pid file once it has stopped
 
 
 def test_ctrl_c_at_the_page_stops_the_page_too(tmp_path: Path) -> None:
@@ -83,9 +84,13 @@ def test_ctrl_c_at_the_page_stops_the_page_too(tmp_path: Path) -> None:
                 for line in lines if line.startswith("executive view"))
     with urllib.request.urlopen(page + "/_stcore/health") as resp:
         assert resp.read() == b"ok"
+    alerts = next(line.split()[1] for line in lines if line.startswith("prometheus"))
+    with urllib.request.urlopen(alerts) as resp:  # the printed URL answers
+        assert resp.status == 200 and b"Alerts" in resp.read()
     pids = [int(line.split()[0]) for line in (tmp_path / "demo.pids").read_text().splitlines()]
     demo.send_signal(signal.SIGINT)
     assert demo.wait(timeout=30) == 130
     reader.join(5)
     assert "Traceback" not in "".join(lines)
+    assert any(line.startswith("stopped: simulator") for line in lines), "".join(lines)[-2000:]
     assert not [p for p in pids if alive(p)]
