@@ -1,21 +1,25 @@
 """What the page shows, read from the store: periods, the KPI report, cost and serving health.
 
 Plain functions of a `Store` returning frames and small dataclasses; no Streamlit here, so the
-numbers can be tested without a page. Nothing in this module writes to the store.
+numbers can be tested without a page. The only writes are to the store's period cache
+(derived figures of closed periods, kpi_mapping/period_cache.py), never to its data.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from collectors import rollup
 from collectors.store import Store, normalise_url
-from kpi_mapping import cost_report, inputs, report
+from kpi_mapping import cost_report, inputs, period_cache, report
 from kpi_mapping import health as health_mod
 from kpi_mapping.config import KpiConfig
 from kpi_mapping.cost import (
@@ -28,8 +32,10 @@ from kpi_mapping.cost import (
 )
 from kpi_mapping.data import choices, latest_data
 from kpi_mapping.health import Health
+from kpi_mapping.money import NANO_PER_DOLLAR
 from kpi_mapping.periods import Period, period_containing
 from kpi_mapping.report import Report, history
+from kpi_mapping.slo import SloStatus
 from specs.slo import Slo
 
 PICKER_PERIODS = 12
@@ -198,20 +204,82 @@ def cost(whole: Priced | None, filters: Filters,
 COST_KINDS = ("input", "output", "blended")
 
 
-def cost_history(views: Sequence[CostView | None]) -> pd.DataFrame:
-    """Fully loaded $ per million tokens per period, model and kind (input / output /
-    blended): the bill, idle included, over the tokens served."""
-    rows = []
-    for view in views:
-        if view is None:
+# cached points are valid for this module's code and kpi_mapping's (an upgrade recomputes)
+COST_KEY = hashlib.sha256((period_cache.CODE + Path(__file__).read_text(encoding="utf-8")
+                           ).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    """What a period contributes to the cost-over-time chart and the verdict: the fleet's
+    bill and idle part, and per (tenant, model) the fully loaded nano-dollars and tokens,
+    so a tenant or model filter sums the chosen groups instead of allocating again (the
+    same sums `per_million_tokens` takes over the selection's rows)."""
+
+    period: Period
+    bill: float
+    idle: float
+    groups: tuple[tuple[str, str, int, int, int, int], ...]  # tenant, model, loaded input /
+    # output nano-dollars, input / output tokens
+
+
+def point(whole: Priced) -> CostPoint:
+    allocation = whole.allocation
+    table = by(allocation, ["tenant", "model"])
+    groups = tuple((str(r["tenant"]), str(r["model"]), int(r["loaded_input_nano"]),
+                    int(r["loaded_output_nano"]), int(r["input_tokens"]),
+                    int(r["output_tokens"])) for r in table.to_dict("records"))
+    return CostPoint(whole.period, allocation.bill_cents / 100, allocation.idle_cents / 100,
+                     groups)
+
+
+def per_million(item: CostPoint, filters: Filters) -> list[tuple[str, str, float]]:
+    """(model, kind, fully loaded $ per million tokens) over the chosen groups."""
+    sums: dict[str, list[int]] = {}
+    for tenant, model, li, lo, ti, to in item.groups:
+        if (filters.tenants and tenant not in filters.tenants) or (
+                filters.models and model not in filters.models):
             continue
-        for item in view.models.to_dict("records"):
-            for kind in COST_KINDS:
-                value = item[f"loaded_{kind}_per_m"]
-                if value is not None and not pd.isna(value):
-                    rows.append({"period": view.period.label, "start": view.period.start,
-                                 "model": item["name"], "kind": kind,
-                                 "dollars_per_million": float(value)})
+        total = sums.setdefault(model, [0, 0, 0, 0])
+        for i, amount in enumerate((li, lo, ti, to)):
+            total[i] += amount
+    out = []
+    for model, (li, lo, ti, to) in sorted(sums.items()):
+        for kind, nano, tokens in (("input", li, ti), ("output", lo, to),
+                                   ("blended", li + lo, ti + to)):
+            if tokens:
+                out.append((model, kind, nano / NANO_PER_DOLLAR / tokens * 1e6))
+    return out
+
+
+def cost_points(store: Store, periods: Sequence[Period]) -> list[CostPoint | None]:
+    """The cost point of each period: closed ones from the store's period cache while valid
+    (kpi_mapping/period_cache.py), the rest allocated (and kept once closed)."""
+    found = period_cache.lookup_texts(store, "cost", periods, COST_KEY)
+    out: list[CostPoint | None] = []
+    fresh: dict[Period, str] = {}
+    for period in periods:
+        if period.start in found:
+            doc = json.loads(found[period.start])
+            out.append(None if doc is None else CostPoint(
+                period, doc["bill"], doc["idle"], tuple(tuple(g) for g in doc["groups"])))
+            continue
+        whole = priced(store, period)
+        made = None if whole is None else point(whole)
+        out.append(made)
+        fresh[period] = json.dumps(None if made is None else {
+            "bill": made.bill, "idle": made.idle, "groups": made.groups})
+    period_cache.keep_texts(store, "cost", fresh, COST_KEY)
+    return out
+
+
+def cost_history(points: Sequence[CostPoint | None], filters: Filters = Filters()
+                 ) -> pd.DataFrame:
+    """Fully loaded $ per million tokens per period, model and kind (input / output /
+    blended) for the selection: the bill, idle included, over the tokens served."""
+    rows = [{"period": p.period.label, "start": p.period.start, "model": model, "kind": kind,
+             "dollars_per_million": value}
+            for p in points if p is not None for model, kind, value in per_million(p, filters)]
     return pd.DataFrame(rows, columns=["period", "start", "model", "kind",
                                        "dollars_per_million"])
 
@@ -224,9 +292,51 @@ ServingView = Health
 def serving(store: Store, period: Period, filters: Filters, slos: Sequence[Slo],
             throttled_is_failure: bool = False) -> Health:
     """The period's serving health; each SLO over its window ending at the period's end, or
-    at the newest data while the period is still running."""
+    at the newest data while the period is still running. A closed period with no filter
+    comes from the store's period cache while it is valid."""
+    cache_key = hashlib.sha256(f"{COST_KEY}|{slos!r}|{throttled_is_failure}".encode()
+                               ).hexdigest()
+    if not filters.active():
+        found = period_cache.lookup_texts(store, "serving", [period], cache_key)
+        if period.start in found:
+            return _health_from(json.loads(found[period.start]), slos)
     latest = latest_data(store)
     end = period.end if latest is None else min(period.end, latest + timedelta(seconds=1))
     rows = health_mod.requests(store, health_mod.window_start(period, end, slos), end,
                                filters.tenants, filters.models)
-    return health_mod.health(rows, period, slos, throttled_is_failure, end)
+    result = health_mod.health(rows, period, slos, throttled_is_failure, end)
+    if not filters.active() and end >= period.end:
+        period_cache.keep_texts(store, "serving", {period: _health_doc(result)}, cache_key)
+    return result
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _health_doc(item: Health) -> str:
+    daily = [{"day": pd.Timestamp(r["day"]).isoformat(), "ttft_p95": r["ttft_p95"],
+              "itl_p95": r["itl_p95"], "requests": int(r["requests"])}
+             for r in item.daily.to_dict("records")]
+    statuses = [{"events": s.events, "bad": s.bad, "achieved": s.achieved,
+                 "budget_remaining": s.budget_remaining, "spent": s.spent,
+                 "exhausted_on": _stamp(s.exhausted_on),
+                 "window_start": _stamp(s.window_start), "window_end": _stamp(s.window_end)}
+                for s in item.slos]
+    return json.dumps({"requests": item.requests, "failed": item.failed,
+                       "ttft_p95": item.ttft_p95, "itl_p95": item.itl_p95, "daily": daily,
+                       "slos": statuses})
+
+
+def _health_from(doc: dict[str, Any], slos: Sequence[Slo]) -> Health:
+    def when(text: str | None) -> datetime | None:
+        return None if text is None else datetime.fromisoformat(text)
+
+    daily = pd.DataFrame(doc["daily"], columns=["day", "ttft_p95", "itl_p95", "requests"])
+    daily["day"] = pd.to_datetime(daily["day"], utc=True)
+    statuses = [SloStatus(slo, s["events"], s["bad"], s["achieved"], s["budget_remaining"],
+                          s["spent"], when(s["exhausted_on"]), when(s["window_start"]),
+                          when(s["window_end"])) for slo, s in zip(slos, doc["slos"],
+                                                                  strict=True)]
+    return Health(doc["requests"], doc["failed"], doc["ttft_p95"], doc["itl_p95"], daily,
+                  statuses)

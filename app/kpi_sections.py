@@ -122,8 +122,9 @@ def render_scorecard(report: Report, history: int) -> None:
             with spark:
                 values = row.cto_history[-history:]
                 if sum(v is not None for v in values) > 1:
-                    st.altair_chart(charts.sparkline(shown, values, row.band),
-                                    width="stretch")
+                    frame, spec = charts.sparkline(shown, values, row.band)
+                    st.vega_lite_chart(frame, spec, width="stretch")
+                    st.caption(f"CTO metric, {shown[0]} to {shown[-1]}")
                 else:
                     st.caption("no history yet")
                 st.caption(_correlation(row))

@@ -47,11 +47,21 @@ def _priced(url: str, period: Period) -> data.Priced | None:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
+def _points(url: str, periods: tuple[Period, ...]) -> list[data.CostPoint | None]:
+    return data.cost_points(_store(url), periods)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
 def _cost(url: str, period: Period, filters: data.Filters, history: int,
-          margin_basis: str) -> tuple[data.CostView | None, Any]:
-    views = [data.cost(_priced(url, p), filters, margin_basis)
-             for p in report_history(period, history)]
-    return views[-1], data.cost_history(views)
+          margin_basis: str) -> tuple[data.CostView | None, data.CostPoint | None, Any]:
+    """The period's cost view, the previous period's point and the chart's history (earlier
+    periods' points come from the store's period cache; a filter sums their groups)."""
+    periods = report_history(period, max(history, 2))
+    whole = _priced(url, period)
+    view = data.cost(whole, filters, margin_basis)
+    earlier = _points(url, tuple(periods[:-1]))
+    points = [*earlier, None if whole is None else data.point(whole)]
+    return view, earlier[-1], data.cost_history(points[-history:], filters)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -67,7 +77,7 @@ def _latest(url: str) -> datetime | None:
 
 
 def _render_verdict(report: Report, view: data.CostView | None,
-                    before: data.CostView | None, latest: datetime | None,
+                    before: data.CostPoint | None, latest: datetime | None,
                     running: bool) -> None:
     """The first screen: how many KPIs are in each band, what moved, the GPU bill."""
     counts = verdict.band_counts(report)
@@ -134,9 +144,8 @@ def main(config: PageConfig) -> None:
         st.caption(f"{pending:,} requests arrived after the last roll-up and are not in the"
                    " KPIs yet; `llmkpi kpi report` (or restarting `llmkpi app`) adds them.")
     report = _report(config.database, period, config.kpi_config, config.throttled_is_failure)
-    view, history = _cost(config.database, period, filters, config.history,
-                          kpis.margin_basis)
-    before, _ = _cost(config.database, period.previous(), filters, 1, kpis.margin_basis)
+    view, before, history = _cost(config.database, period, filters, config.history,
+                                  kpis.margin_basis)
     _render_verdict(report, view, before, latest, running)
     kpi_sections.render_north_star(report, kpis)
     st.divider()

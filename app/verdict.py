@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.data import CostView
+from app.data import CostPoint, CostView
 from kpi_mapping.report import Report, show
 
 BANDS = ("red", "amber", "green")
@@ -45,7 +45,7 @@ def movers(report: Report, count: int = 3) -> list[Mover]:
     return [mover for _relative, mover in ranked[:count]]
 
 
-def bill_line(now: CostView | None, before: CostView | None) -> str | None:
+def bill_line(now: CostView | None, before: CostPoint | None) -> str | None:
     if now is None or not now.bill:
         return None
     text = f"GPU bill ${now.bill:,.0f}"

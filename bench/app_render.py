@@ -1,11 +1,16 @@
 """The executive view on the 12-month demo company: seconds to render, cold and cached.
 
-The store is the demo company `make demo` builds (335 K ledger rows for 12 months; kept under
-.cache/bench/app/ and reused). Streamlit's AppTest runs the page in this process, as a
-browser session would on the server: the first render of a month (every number computed:
-the KPI report with its history, six periods of cost allocation, serving health), the same
-page again (cached), a tenant filter, and the quarter view. Targets: a cold month under 10 s,
-a cached rerun under 1 s. Figures go to bench/results/app_render.json.
+The store is the demo company `make demo` builds (~29 M requests a year: two days raw, older
+months as the hourly roll-up; kept under .cache/bench/app/ and reused). Streamlit's AppTest
+runs the page in this process, as a browser session would on the server:
+- `first_render_seconds`: the first page of a new server process (imports included), with
+  the store's period cache empty: every KPI of 11 months computed and kept;
+- `cold_month_seconds`: the month again after the page's in-memory caches are cleared: the
+  closed periods come from the store's period cache (what a new visitor sees);
+- `cached_rerun_seconds`, `period_switch_seconds` (the month before), `tenant_filter_seconds`,
+  `quarter_seconds` (first quarter view).
+Targets: a cold month under 3 s, a cached rerun, a period switch and a filter under 1 s.
+Figures go to bench/results/app_render.json.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "app_render.json"
 CACHE = ROOT / ".cache" / "bench" / "app"
 END_MONTH = date(2026, 10, 1)
-TARGET_COLD_SECONDS, TARGET_CACHED_SECONDS = 10.0, 1.0
+TARGET_COLD_SECONDS, TARGET_SWITCH_SECONDS = 3.0, 1.0
 
 
 def say(line: str) -> None:
@@ -32,12 +37,11 @@ def say(line: str) -> None:
 
 
 def store(folder: Path, months: int) -> str:
-    from collectors import rollup
     from collectors.demo_company.load import load
     from collectors.store import Store
     from llmkpi.demo_data import make
 
-    path = folder / f"llmkpi-{months}.sqlite"
+    path = folder / f"llmkpi-{months}-v2.sqlite"  # v2: the demo company of issue 15
     if path.exists():
         return str(path)
     say(f"building the {months}-month demo company in {path}")
@@ -47,7 +51,6 @@ def store(folder: Path, months: int) -> str:
     opened = Store.open(str(tmp))
     try:
         load(opened, make(folder / "company", months, 7, END_MONTH), say=lambda _line: None)
-        rollup.refresh(opened)
     finally:
         opened.close()
     tmp.rename(path)
@@ -68,22 +71,32 @@ def timed(step: Any) -> float:
 
 
 def run(database: str) -> dict[str, Any]:
+    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from app.config import PageConfig
+    from collectors.store import Store
     from specs.slo import slo
 
+    opened = Store.open(database)  # the period cache starts empty: the first render fills it
+    with opened.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM kpi_period_cache")
+    opened.close()
     config = PageConfig(database, slos=(slo("availability", "availability", 0.999),
                                         slo("ttft", "ttft", 0.99, 0.5),
                                         slo("itl", "itl", 0.99, 0.05)))
     at = AppTest.from_function(script, args=(config.to_json(),), default_timeout=300)
-    figures = {"cold_month_seconds": timed(at.run)}
+    figures = {"first_render_seconds": timed(at.run)}
     assert not at.exception, [e.value for e in at.exception]
+    st.cache_data.clear()
+    figures["cold_month_seconds"] = timed(at.run)
     figures["cached_rerun_seconds"] = timed(at.run)
+    figures["period_switch_seconds"] = timed(
+        lambda: at.selectbox(key="period").select_index(2).run())
     tenant = at.multiselect(key="tenants").options[0]
     figures["tenant_filter_seconds"] = timed(
         lambda: at.multiselect(key="tenants").set_value([tenant]).run())
-    figures["cold_quarter_seconds"] = timed(
+    figures["quarter_seconds"] = timed(
         lambda: at.segmented_control(key="period_kind").set_value("quarter").run())
     assert not at.exception, [e.value for e in at.exception]
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -104,9 +117,12 @@ def main() -> int:
         "machine": {"python": platform.python_version(), "cpus": _cpus()},
         "figures": figures,
         "targets": {"cold_month_seconds": TARGET_COLD_SECONDS,
-                    "cached_rerun_seconds": TARGET_CACHED_SECONDS},
+                    "cached_rerun_seconds": TARGET_SWITCH_SECONDS,
+                    "period_switch_seconds": TARGET_SWITCH_SECONDS,
+                    "tenant_filter_seconds": TARGET_SWITCH_SECONDS},
         "meets_targets": figures["cold_month_seconds"] < TARGET_COLD_SECONDS
-        and figures["cached_rerun_seconds"] < TARGET_CACHED_SECONDS,
+        and all(figures[k] < TARGET_SWITCH_SECONDS for k in (
+            "cached_rerun_seconds", "period_switch_seconds", "tenant_filter_seconds")),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -273,6 +273,21 @@ class LedgerUsage(SQLModel, table=True):
     itl_counts: str  # every token gap, over specs.catalog.ITL_BUCKETS
 
 
+class KpiPeriodCache(SQLModel, table=True):
+    """A closed period's 19 KPI pairs as computed (kpi_mapping/period_cache.py), with what
+    they were computed from: the newest import and the requests rolled up in the period.
+    Either changing makes the entry stale."""
+
+    __tablename__ = "kpi_period_cache"
+    kind: str = Field(primary_key=True, max_length=16)
+    start: datetime = Field(sa_column=utc_column(primary_key=True))
+    key: str = Field(primary_key=True, max_length=64)  # the KPI config and formulas' code
+    computed: datetime = Field(sa_column=utc_column())
+    import_id: int = Field(sa_type=BigInteger)
+    requests: int = Field(sa_type=BigInteger)
+    pairs: str  # JSON: {mapping id: [CEO value, CTO value]}
+
+
 class RollupState(SQLModel, table=True):
     """How far a derived table has read its source (the highest ledger id rolled up)."""
 

@@ -36,7 +36,7 @@ def compute(store: Store, period: Period) -> tuple[Allocation, pd.DataFrame]:
     gpus = data.gpus(store)
     if gpus.empty:
         raise NoGpuInventoryError
-    rows = data.usage(store, period.start, period.end)
+    rows = data.usage(store, period.start, period.end, bins=False)
     busy = data.pod_hours(store, period.start, period.end)
     revenue = data.tenant_revenue(store, period.start, period.end)
     return allocate_usage(rows, busy, gpus, period.start, period.end), revenue

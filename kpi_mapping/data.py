@@ -29,15 +29,16 @@ def utc(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
 
 
 def usage(store: Store, start: datetime, end: datetime, tenants: Sequence[str] = (),
-          models: Sequence[str] = ()) -> pd.DataFrame:
+          models: Sequence[str] = (), bins: bool = True) -> pd.DataFrame:
     """The roll-up's usage rows (pod, hour, tenant, feature, model) of [start, end),
-    narrowed to tenants and models."""
-    query = select(LedgerUsage).where(col(LedgerUsage.hour) >= start,
-                                      col(LedgerUsage.hour) < end)
+    narrowed to tenants and models; without `bins`, no latency bins (cost needs none)."""
+    table = LedgerUsage.__table__  # type: ignore[attr-defined]
+    columns = [c for c in table.c if bins or not c.name.endswith("_counts")]
+    query = select(*columns).where(table.c.hour >= start, table.c.hour < end)
     if tenants:
-        query = query.where(col(LedgerUsage.tenant).in_(tenants))
+        query = query.where(table.c.tenant.in_(tenants))
     if models:
-        query = query.where(col(LedgerUsage.model).in_(models))
+        query = query.where(table.c.model.in_(models))
     with store.engine.connect() as conn:
         frame = pd.read_sql(query, conn)
     return utc(frame, "hour")

@@ -15,6 +15,7 @@ import numpy as np
 
 from collectors import rollup
 from collectors.store import Store
+from kpi_mapping import period_cache
 from kpi_mapping.config import KpiConfig
 from kpi_mapping.inputs import Inputs, load
 from kpi_mapping.kpis import Context, both_sides
@@ -106,17 +107,35 @@ def build(store: Store, period: Period, config: KpiConfig,
     return read(store, period, config)
 
 
-def read(store: Store, period: Period, config: KpiConfig) -> Report:
-    """Load the inputs once and compute every period of the history, from what is rolled up
-    already (nothing is written: the executive view reads this way)."""
+def read(store: Store, period: Period, config: KpiConfig, keep: bool = True) -> Report:
+    """The period and its history from what is rolled up already: closed periods from the
+    store's period cache while it is valid (kpi_mapping/period_cache.py), the rest computed
+    from inputs loaded once, and kept for next time unless `keep` is off."""
     span = history(period, config.correlation_periods + MAX_LAG)
-    inputs = load(store, span[0].previous().start, period.end)
-    return compute(inputs, span, config)
+    cached = period_cache.lookup(store, span, config)
+    missing = [p for p in span if p.start not in cached]
+    computed: dict[Period, period_cache.Pairs] = {}
+    if missing:  # each period reads its own and the previous period's windowed inputs
+        inputs = load(store, missing[0].previous().start, missing[-1].end)
+        computed = {p: pairs(inputs, p, config) for p in missing}
+        if keep:
+            period_cache.keep(store, computed, config)
+    return assemble([cached[p.start] if p.start in cached else computed[p] for p in span],
+                    span, config)
+
+
+def pairs(inputs: Inputs, period: Period, config: KpiConfig) -> period_cache.Pairs:
+    """The 19 (CEO, CTO) values of one period."""
+    return {m.id: both_sides(m.id, Context(inputs, period, config)) for m in MAPPINGS}
 
 
 def compute(inputs: Inputs, span: list[Period], config: KpiConfig) -> Report:
-    values = [{m.id: both_sides(m.id, Context(inputs, p, config)) for m in MAPPINGS}
-              for p in span]
+    return assemble([pairs(inputs, p, config) for p in span], span, config)
+
+
+def assemble(values: list[period_cache.Pairs], span: list[Period], config: KpiConfig
+             ) -> Report:
+    """Rows (value, band, change, correlation, history) from each period's pairs."""
     rows = []
     for mapping in MAPPINGS:
         ceo = [v[mapping.id][0].value for v in values]

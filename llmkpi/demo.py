@@ -24,6 +24,7 @@ from specs import catalog
 
 DEMO_TENANTS = 8
 DEMO_VERSION = 2  # bumped when the demo company changes: an older store is written again
+SLO_TTFT_MS = 500  # alerts/slo.yaml: the ttft threshold the demo compares with
 
 
 def _alias_file(workdir: Path) -> Path:
@@ -149,13 +150,19 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
         print(f"records    {workdir / 'records.jsonl'}    logs {logs}/")
         print(f"store      {database}  (the demo company, and this run's requests as pod"
               f" {LIVE_POD})")
-        print(f"load: {DEMO_TENANTS} tenants, {rps:g} req/s bursty, {seconds:g}s\n")
         spec = loadgen.LoadSpec(target=f"http://127.0.0.1:{sidecar_port}",
                                 tenants=DEMO_TENANTS, rps=rps, duration=seconds, seed=7,
-                                pattern="bursty")
+                                pattern="spike")
+        spike = loadgen.spike_window(spec)
+        assert spike is not None
+        print(f"load: {DEMO_TENANTS} tenants, {rps:g} req/s for {seconds:g}s, with a deliberate"
+              f" spike to {rps * loadgen.SPIKE_FACTOR:g} req/s from {spike[0]:.0f}s to"
+              f" {spike[1]:.0f}s: it fills the small KV cache, first tokens queue and the TTFT"
+              " alerts may fire; outside it the traffic meets alerts/slo.yaml\n")
         with EnginePeaks(f"http://127.0.0.1:{metrics_port}/metrics") as peaks:
             results = asyncio.run(loadgen.run_load(spec, progress_out=sys.stdout))
         _print_measured(results, metrics_port, peaks)
+        print("  " + _spike_report(results, spike))
         reports = demo_stack.write_reports(database, workdir, kpi_config)
         page = _start_page(workdir, database, prometheus[1] if prometheus else None, started,
                            kpi_config)
@@ -205,6 +212,23 @@ def _print_urls(page: str, prometheus: str | None, kpi_port: int, workdir: Path,
     print(f"reports         {reports['kpi']}  {reports['cost']}")
     print(f"next: .venv/bin/llmkpi kpi report --period quarter --database {database}"
           f"\n      .venv/bin/llmkpi cost report --database {database}")
+
+
+def _p99(values: list[float]) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    return f"{ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000:,.0f} ms"
+
+
+def _spike_report(results: list[loadgen.ClientResult], spike: tuple[float, float]) -> str:
+    """Client-measured TTFT p99 outside and inside the spike, beside the SLO's threshold."""
+    inside = [r.ttft for r in results if r.ttft is not None
+              and spike[0] <= r.planned_at < spike[1]]
+    outside = [r.ttft for r in results if r.ttft is not None
+               and not spike[0] <= r.planned_at < spike[1]]
+    return (f"TTFT p99 outside the spike {_p99(outside)}, during it {_p99(inside)}"
+            f" (the TTFT SLO's threshold in alerts/slo.yaml: {SLO_TTFT_MS:,} ms)")
 
 
 def _wait_for_an_exit(started: list[processes.Started]) -> int:

@@ -25,6 +25,11 @@ WORDS = ("latency token cache batch tenant budget margin revenue deploy feature 
 FEATURES = ("chat", "search", "summarize", "code-assist", "agent")
 
 
+PATTERNS = ("poisson", "bursty", "spike")
+# spike: steady Poisson, with SPIKE_FACTOR times the rate from SPIKE_FROM to SPIKE_TO of the run
+SPIKE_FROM, SPIKE_TO, SPIKE_FACTOR = 0.5, 0.65, 4.0
+
+
 @dataclass(frozen=True)
 class LoadSpec:
     target: str
@@ -42,8 +47,9 @@ class LoadSpec:
     warmup_requests: int = 1
 
     def __post_init__(self) -> None:
-        if self.pattern not in ("poisson", "bursty"):
-            raise ValueError(f"--pattern must be poisson or bursty, not {self.pattern!r}")
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"--pattern must be one of {', '.join(PATTERNS)},"
+                             f" not {self.pattern!r}")
         if self.tenants < 1 or self.rps <= 0 or self.duration <= 0:
             raise ValueError("--tenants, --rps and --duration must be positive")
 
@@ -63,6 +69,14 @@ class ClientResult:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    planned_at: float = 0.0  # seconds from the start of the schedule
+
+
+def spike_window(spec: LoadSpec) -> tuple[float, float] | None:
+    """Seconds from the start where the spike pattern sends SPIKE_FACTOR times the rate."""
+    if spec.pattern != "spike":
+        return None
+    return spec.duration * SPIKE_FROM, spec.duration * SPIKE_TO
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,8 @@ def plan(spec: LoadSpec) -> list[Planned]:
         rate = spec.rps
         if spec.pattern == "bursty":  # 10 s cycles: 3 s at 2.5x, 7 s at ~0.36x: same mean
             rate = spec.rps * (2.5 if (t % 10.0) < 3.0 else (10 - 3 * 2.5) / 7)
+        elif spec.pattern == "spike" and SPIKE_FROM <= t / spec.duration < SPIKE_TO:
+            rate = spec.rps * SPIKE_FACTOR
         t += rng.expovariate(rate)
         if t >= spec.duration:
             return out
@@ -110,7 +126,7 @@ async def _one(client: openai.AsyncOpenAI, model: str, item: Planned,
                rng: random.Random, clock: Callable[[], float]) -> ClientResult:
     result = ClientResult(tenant=f"tenant-{item.tenant:04d}", feature=item.feature,
                           api_key=tenant_key(item.tenant), start=clock(),
-                          asked_usage=item.asked_usage)
+                          asked_usage=item.asked_usage, planned_at=item.at)
     extra: dict[str, Any] = {"ignore_eos": True}
     try:
         stream = await client.chat.completions.create(

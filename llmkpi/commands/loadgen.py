@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rps", type=float, default=4.0)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of arrivals")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pattern", choices=("poisson", "bursty"), default="poisson")
+    parser.add_argument("--pattern", choices=("poisson", "bursty", "spike"), default="poisson",
+                        help="spike: steady, with 4x the rate from 50 %% to 65 %% of the run")
     parser.add_argument("--model", help="model name (default: the first from /v1/models)")
     parser.add_argument("--prompt-median", type=int, default=250, help="median prompt words")
     parser.add_argument("--output-median", type=int, default=120,
