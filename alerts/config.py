@@ -61,11 +61,16 @@ class Kpi:
     stale_after_seconds: float = 3_600.0
 
 
+DEFAULT_RUNBOOK_URL = "https://github.com/llmkpi/llmkpi/blob/main/docs/runbooks.md"
+
+
 @dataclass(frozen=True)
 class AlertConfig:
     slos: tuple[Slo, ...]
     sidecar_job: str = "llmkpi-sidecar"
-    runbook_url: str = "docs/runbooks.md"
+    # Alerts link to their runbook section: an absolute URL (Alertmanager, PagerDuty and
+    # Slack show it far from this repository), docs/runbooks.md where the team reads it
+    runbook_url: str = DEFAULT_RUNBOOK_URL
     serving: Serving = Serving()
     cost: Cost = Cost()
     kpi: Kpi = Kpi()
@@ -178,6 +183,10 @@ def load(path: Path) -> AlertConfig:
     for key in ("sidecar_job", "runbook_url"):
         if key in doc:
             extra[key] = read.text(doc[key], key)
+    if "runbook_url" in extra and not re.match(r"https?://[^/\s]+", extra["runbook_url"]):
+        raise read.fail(doc["runbook_url"], "runbook_url",
+                        f"{extra['runbook_url']!r} is not an absolute http(s) URL: alerts"
+                        " are read far from this repository")
     for key, cls in (("serving", Serving), ("cost", Cost)):
         if key in doc:
             extra[key] = _numbers(read, doc[key], key, cls)

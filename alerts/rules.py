@@ -46,7 +46,7 @@ class Alert:
         if self.for_:
             doc["for"] = self.for_
         doc["labels"] = dict(sorted({**self.labels, "severity": self.severity}.items()))
-        doc["annotations"] = {"description": self.description, "runbook": self.runbook,
+        doc["annotations"] = {"description": self.description, "runbook_url": self.runbook,
                               "summary": self.summary}
         return doc
 

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import charts
 from app.data import GPU_IMPORT, LEDGER_IMPORT, REVENUE_IMPORT, CostView
+from kpi_mapping.report import percent
 
 
 def _money(value: float) -> str:
@@ -24,7 +25,7 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
         bill, idle, per_m, util = st.columns(4)
         bill.metric("GPU bill", _money(view.bill), help="the whole fleet for the period")
         idle.metric("Idle cost", _money(view.idle),
-                    f"{view.idle / view.bill:.1%} of the bill" if view.bill else None,
+                    f"{percent(view.idle / view.bill, 1)} of the bill" if view.bill else None,
                     delta_color="off", delta_arrow="off",
                     help="provisioned GPU time no request used")
         loaded, busy = (view.fleet_per_million["fully_loaded"],
@@ -35,10 +36,11 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
                      delta_color="off", delta_arrow="off",
                      help="fully loaded: the GPU bill, idle included, ÷ tokens served (what a"
                           " CFO reads); busy-time: only the GPU time requests used ÷ tokens")
-        util.metric("GPU busy", f"{view.utilization:.1%}" if view.utilization is not None
-                    else "-", help="busy GPU-seconds / provisioned GPU-seconds")
+        util.metric("GPU busy", percent(view.utilization, 1)
+                    if view.utilization is not None else "-",
+                    help="busy GPU-seconds / provisioned GPU-seconds")
     if loaded and busy and loaded > 2 * busy and view.bill:
-        st.caption(f"{view.idle / view.bill:.1%} of the bill paid for GPUs no request was"
+        st.caption(f"{percent(view.idle / view.bill, 1)} of the bill paid for GPUs no request was"
                    f" using, so the fully loaded cost per token is {loaded / busy:,.0f}× what"
                    " the busy GPU time alone costs: fewer idle GPUs lower it, faster"
                    " batching does not.")
@@ -83,6 +85,8 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
     basis = "fully loaded, idle shared by cost" if view.margin_basis == "fully_loaded" \
         else "busy-time only, idle not shared"
     st.markdown(f"**Gross margin per tenant** (revenue − GPU cost) / revenue · {basis}")
+    if view.revenue_note:
+        st.caption(view.revenue_note)
     if view.margin.empty:
         st.info(f"No revenue per tenant for {view.period.label}: `{REVENUE_IMPORT} FILE`"
                 " shows each tenant's margin here.", icon=":material/savings:")

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from collectors import rollup
-from collectors.store import Store, normalise_url
+from collectors.store import Store, StoreUnreachableError
 from kpi_mapping import cost_report, inputs, period_cache, report
 from kpi_mapping import health as health_mod
 from kpi_mapping.config import KpiConfig
@@ -50,28 +50,13 @@ class StoreError(ValueError):
 
 def open_store(url: str) -> Store:
     """Open without migrating or creating anything: the page only reads."""
-    normal = normalise_url(url)
-    if normal.startswith("sqlite:///") and not _exists(normal.removeprefix("sqlite:///")):
-        raise StoreError(f"no store at {url}: `llmkpi demo-data` makes a demo one, "
-                         "`llmkpi import KIND FILE` fills a real one")
-    store = Store.open(url, migrate=False)
     try:
-        revision = store.revision()
-    except Exception as exc:  # a server that is down, a file that is not SQLite
-        store.close()
-        raise StoreError(f"cannot read the store at {url}: {exc}") from None
-    if revision is None:
-        store.close()
-        raise StoreError(f"{url} holds no llmkpi tables: `llmkpi db upgrade --database"
-                         f" {url}` creates them")
-    return store
+        return Store.open_existing(url, migrate=False)
+    except StoreUnreachableError as problem:
+        raise StoreError(str(problem)) from None
 
 
 __all__ = ["choices", "latest_data"]  # the page reads them from here
-
-
-def _exists(path: str) -> bool:
-    return path == ":memory:" or Path(path).expanduser().is_file()
 
 
 # --- periods ---------------------------------------------------------------------------------
@@ -131,6 +116,7 @@ class CostView:
     features: pd.DataFrame
     margin: pd.DataFrame  # tenant, revenue, gpu_cost, margin, basis, both bases beside
     margin_basis: str
+    revenue_note: str | None = None  # how monthly revenue was prorated to the period
 
 
 def _filtered(allocation: Allocation, filters: Filters) -> Allocation:
@@ -191,6 +177,7 @@ def cost(whole: Priced | None, filters: Filters,
             revenue = revenue[revenue["tenant"].isin(filters.tenants)]
         margin = margin_by_tenant(allocation, revenue, margin_basis)
     return CostView(
+        revenue_note=_prorated(whole.revenue, whole.period),
         period=whole.period, bill=full.bill_cents / 100, idle=full.idle_cents / 100,
         utilization=cost_report.utilization(full),
         spent=allocation.allocated_cents / 100, spent_loaded=allocation.bill_cents / 100,
@@ -202,6 +189,21 @@ def cost(whole: Priced | None, filters: Filters,
 
 
 COST_KINDS = ("input", "output", "blended")
+
+
+def _prorated(revenue: pd.DataFrame, period: Period) -> str | None:
+    """What the margin's revenue is when a month's revenue was cut to the period."""
+    if revenue.empty or "share" not in revenue or (revenue["share"] >= 1).all():
+        return None
+    parts = []
+    for month, share in revenue.groupby("month", sort=True)["share"].first().items():
+        stamp = pd.Timestamp(str(month))
+        days = stamp.days_in_month
+        parts.append(f"{round(share * days)} of {days} days of {stamp:%Y-%m}")
+    missing = period.end.date() > (pd.Timestamp(max(revenue["month"]))
+                                   + pd.offsets.MonthBegin(1)).date()
+    return ("tenant revenue is monthly: prorated by days to " + ", ".join(parts)
+            + ("; later days have no revenue imported yet" if missing else ""))
 
 
 # cached points are valid for this module's code and kpi_mapping's (an upgrade recomputes)

@@ -9,7 +9,8 @@ from app import charts
 from kpi_mapping.config import KpiConfig
 from kpi_mapping.inputs import SOURCES
 from kpi_mapping.report import Report, Row, north_star, show
-from kpi_mapping.values import Value
+from kpi_mapping.values import MONTHLY, Value
+from specs.kpi import Bands, Range
 
 BADGE = {"green": "green", "amber": "orange", "red": "red"}
 TREND = {"rising": "↗ rising", "falling": "↘ falling", "flat": "→ flat"}
@@ -69,6 +70,8 @@ def _side(title: str, value: Value, change: float | None, unit: str) -> None:
     text = f"**{show(value.value, unit)}**"  # type: ignore[arg-type]
     if change is not None:
         text += f" :gray[{show(change, unit, signed=True)} vs previous]"  # type: ignore[arg-type]
+    if value.detail.get(MONTHLY):
+        text += f" :gray[· monthly figure, {value.detail[MONTHLY]}]"
     st.markdown(text)
 
 
@@ -102,7 +105,25 @@ def _details(row: Row, report: Report) -> None:
                + ", ".join(lags))
 
 
-def render_scorecard(report: Report, history: int) -> None:
+def _range(r: Range, unit: str) -> str:
+    if r.lo is not None and r.hi is not None:
+        return f"{show(r.lo, unit)} to {show(r.hi, unit)}"  # type: ignore[arg-type]
+    if r.lo is not None:
+        return f"≥ {show(r.lo, unit)}"  # type: ignore[arg-type]
+    if r.hi is not None:
+        return f"< {show(r.hi, unit)}"  # type: ignore[arg-type]
+    return "any"
+
+
+def band_thresholds(bands: Bands | None, unit: str) -> str | None:
+    """The row's band rule as a person reads it: "green ≥ 80.0 % · amber ≥ 65.0 %"."""
+    if bands is None:
+        return None
+    return f"green {_range(bands.green, unit)} · amber {_range(bands.amber, unit)}"
+
+
+def render_scorecard(report: Report, history: int, config: KpiConfig | None = None
+                     ) -> None:
     st.subheader(f"Scorecard · the 19 mappings · {report.period.label}")
     st.caption("CEO KPI beside the CTO metric that drives it; the band judges the CTO metric;"
                " sparklines show the last periods; r is the strongest correlation at a lag"
@@ -119,6 +140,9 @@ def render_scorecard(report: Report, history: int) -> None:
                 _side(m.cto_metric, row.cto, row.cto_change, m.cto_unit)
             with band:
                 band_badge(row.band)
+                rule = band_thresholds((config or KpiConfig()).bands_for(m), m.cto_unit)
+                if rule:
+                    st.caption(rule)
             with spark:
                 values = row.cto_history[-history:]
                 if sum(v is not None for v in values) > 1:

@@ -149,7 +149,7 @@ def main(config: PageConfig) -> None:
     _render_verdict(report, view, before, latest, running)
     kpi_sections.render_north_star(report, kpis)
     st.divider()
-    kpi_sections.render_scorecard(report, config.history)
+    kpi_sections.render_scorecard(report, config.history, kpis)
     st.divider()
     cost_section.render(view, history, filters.active())
     st.divider()

@@ -8,6 +8,7 @@ import streamlit as st
 from app import charts
 from app.data import LEDGER_IMPORT, ServingView
 from app.live import LiveValue
+from kpi_mapping.report import percent
 from kpi_mapping.values import Value
 
 UPTIME_MAPPING = 7
@@ -30,7 +31,7 @@ def render(view: ServingView, uptime: Value, period: str,
             itl.metric("ITL p95", _seconds(view.itl_p95),
                        help="per token gap, on the live ITL histogram's bins (the ITL SLO's"
                             " own observations)")
-            up.metric("Uptime", f"{uptime.value:.3%}" if uptime.value is not None else "-",
+            up.metric("Uptime", percent(uptime.value, 3) if uptime.value is not None else "-",
                       help="the fleet's, from engine readings (KPI 7); filters do not apply")
             req.metric("Requests", f"{view.requests:,}",
                        f"{view.failed:,} failed" if view.failed else None,
@@ -38,7 +39,7 @@ def render(view: ServingView, uptime: Value, period: str,
         with st.container(key="slo-budgets"):
             for status in view.slos:
                 t = status.slo.default
-                label = (f"{status.slo.name}: objective {t.objective:.2%}"
+                label = (f"{status.slo.name}: objective {percent(t.objective, 2)}"
                          + (f", threshold {_seconds(t.threshold_seconds)}"
                             if t.threshold_seconds is not None else ""))
                 if status.budget_remaining is None:
@@ -52,8 +53,9 @@ def render(view: ServingView, uptime: Value, period: str,
                         if status.exhausted_on else ""
                     spent = f" (exhausted{gone}, {status.spent:,.1f}× over)"
                 st.progress(min(max(remaining, 0.0), 1.0),
-                            text=f"{label} · {window} · achieved {status.achieved:.3%} ·"
-                                 f" error budget remaining {remaining:.0%}{spent}")
+                            text=f"{label} · {window} · achieved"
+                                 f" {percent(status.achieved or 0.0, 3)} ·"
+                                 f" error budget remaining {percent(remaining, 0)}{spent}")
         if len(view.daily) > 1:
             ttft_slo = next((s.slo.default.threshold_seconds for s in view.slos
                              if s.slo.sli == "ttft"), None)
@@ -65,7 +67,7 @@ def render(view: ServingView, uptime: Value, period: str,
         for column, item in zip(columns, live, strict=False):
             q = item.query
             value = "-" if item.value is None else (
-                _seconds(item.value) if q.unit == "seconds" else f"{item.value:.2%}")
+                _seconds(item.value) if q.unit == "seconds" else percent(item.value, 2))
             column.metric(q.label, value, help=q.promql)
             if item.problem:
                 column.caption(item.problem)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.data import CostPoint, CostView
-from kpi_mapping.report import Report, show
+from kpi_mapping.report import Report, percent, show
 
 BANDS = ("red", "amber", "green")
 
@@ -50,8 +50,9 @@ def bill_line(now: CostView | None, before: CostPoint | None) -> str | None:
         return None
     text = f"GPU bill ${now.bill:,.0f}"
     if before is not None and before.bill:
-        text += f" ({(now.bill - before.bill) / before.bill:+.1%} vs ${before.bill:,.0f})"
-    return text + f", {now.idle / now.bill:.1%} of it idle"
+        change = percent((now.bill - before.bill) / before.bill, 1, signed=True)
+        text += f" ({change} vs ${before.bill:,.0f})"
+    return text + f", {percent(now.idle / now.bill, 1)} of it idle"
 
 
 def as_of_line(latest: datetime | None, running: bool) -> str:

@@ -39,6 +39,15 @@ class StoreUnreachableError(ValueError):
     """The store's database cannot be reached or opened (a user's setting, not a bug)."""
 
 
+class NoStoreError(StoreUnreachableError):
+    """A reading command was pointed at a store that does not exist: it creates none."""
+
+
+def shown(url: str) -> str:
+    """How a report names the store it read: the URL, its password masked."""
+    return _safe(normalise_url(url)).removeprefix("sqlite:///")
+
+
 def _safe(url: str) -> str:
     """The URL as shown in messages: a password in it is never printed."""
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
@@ -70,6 +79,32 @@ class Store:
                 reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
                 raise StoreUnreachableError(f"cannot open the store at {_safe(url)}:"
                                             f" {reason}") from None
+        return store
+
+    @classmethod
+    def open_existing(cls, url: str, *, migrate: bool = True) -> Store:
+        """Open a store that must already exist (what reading commands do: a mistyped path
+        is an error naming it, never a new empty store). An existing one is migrated to
+        the current schema unless `migrate` is off."""
+        normal = normalise_url(url)
+        path = normal.removeprefix("sqlite:///") if normal.startswith("sqlite") else None
+        if path and path != ":memory:" and not Path(path).expanduser().is_file():
+            raise NoStoreError(f"no store at {path}: `llmkpi demo-data` makes a demo one,"
+                               " `llmkpi import KIND FILE` fills a real one")
+        store = cls.open(url, migrate=False)
+        try:
+            revision = store.revision()
+        except Exception as exc:  # a server that is down, a file that is not SQLite
+            store.close()
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise StoreUnreachableError(f"cannot read the store at {_safe(normal)}:"
+                                        f" {reason}") from None
+        if revision is None:
+            store.close()
+            raise NoStoreError(f"{_safe(normal)} holds no llmkpi tables: `llmkpi db upgrade"
+                               f" --database {_safe(normal)}` creates them")
+        if migrate:
+            store.upgrade()
         return store
 
     def upgrade(self, revision: str = "head") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -61,10 +62,25 @@ def gpus(store: Store) -> pd.DataFrame:
 
 
 def tenant_revenue(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
-    query = select(TenantRevenue).where(col(TenantRevenue.month) >= start.date(),
+    """Each tenant's revenue of the months overlapping [start, end), each month prorated by
+    the share of its days inside (a week gets 7/30 of a 30-day month): `share` says how much
+    of the month was taken (1.0 for a whole month)."""
+    first = start.date().replace(day=1)
+    query = select(TenantRevenue).where(col(TenantRevenue.month) >= first,
                                         col(TenantRevenue.month) < end.date())
     with store.engine.connect() as conn:
-        return pd.read_sql(query, conn)
+        frame = pd.read_sql(query, conn)
+    if frame.empty:
+        return frame.assign(share=pd.Series(dtype="float64"))
+    months = pd.to_datetime(frame["month"]).to_numpy(dtype="datetime64[s]")  # UTC, naive
+    following = (pd.to_datetime(frame["month"]) + pd.offsets.MonthBegin(1)).to_numpy(
+        dtype="datetime64[s]")
+    naive = [np.datetime64(pd.Timestamp(t).tz_convert(UTC).tz_localize(None), "s")
+             for t in (start, end)]
+    inside = np.minimum(following, naive[1]) - np.maximum(months, naive[0])
+    frame["share"] = inside / (following - months)
+    frame["revenue"] = frame["revenue"].astype("float64") * frame["share"]
+    return frame[frame["share"] > 0].reset_index(drop=True)
 
 
 def latest_data(store: Store) -> datetime | None:

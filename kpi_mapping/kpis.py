@@ -4,7 +4,8 @@ formulas that compute its CEO KPI and its CTO metric from the loaded inputs."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from functools import cached_property
 
 import pandas as pd
@@ -13,8 +14,8 @@ from kpi_mapping.config import KpiConfig
 from kpi_mapping.formulas import dora, people, product, serving, work
 from kpi_mapping.formulas import finance as fin
 from kpi_mapping.inputs import Inputs
-from kpi_mapping.periods import Period
-from kpi_mapping.values import Value, missing, none, number
+from kpi_mapping.periods import Period, period_containing
+from kpi_mapping.values import MONTHLY, Value, missing, none, number
 
 Side = Callable[["Context"], Value]
 
@@ -34,8 +35,17 @@ class Context:
         return pd.Timestamp(self.period.end)
 
     @cached_property
+    def finance_period(self) -> Period:
+        """Finance is monthly: a week is judged on the month its last day falls in (a week
+        split by days would show two weeks of one month as "no change")."""
+        if self.period.kind != "week":
+            return self.period
+        return period_containing("month", (self.period.end - timedelta(days=1)).date())
+
+    @cached_property
     def window(self) -> fin.Window | None:
-        return fin.window(self.inputs.finance, self.period.start, self.period.end)
+        p = self.finance_period
+        return fin.window(self.inputs.finance, p.start, p.end)
 
     @cached_property
     def hours(self) -> serving.Hours:
@@ -53,9 +63,12 @@ def _finance(formula: Callable[[fin.Window], Value]) -> Side:
         if lack:
             return missing(lack)
         if ctx.window is None:
-            return missing(f"finance for every month of {ctx.period.label}"
+            return missing(f"finance for every month of {ctx.finance_period.label}"
                            " (llmkpi import finance)")
-        return formula(ctx.window)
+        value = formula(ctx.window)
+        if ctx.finance_period != ctx.period:
+            value = replace(value, detail=value.detail | {MONTHLY: ctx.finance_period.label})
+        return value
     return side
 
 
@@ -69,8 +82,8 @@ def _needs(*sources: str) -> Callable[[Side], Side]:
 
 
 def _growth(ctx: Context) -> Value:
-    before = fin.window(ctx.inputs.finance, ctx.period.previous().start,
-                        ctx.period.previous().end)
+    previous = ctx.finance_period.previous()
+    before = fin.window(ctx.inputs.finance, previous.start, previous.end)
     return _finance(lambda w: fin.revenue_growth(w, before))(ctx)
 
 

@@ -21,7 +21,7 @@ from kpi_mapping.inputs import Inputs, load
 from kpi_mapping.kpis import Context, both_sides
 from kpi_mapping.mappings import MAPPINGS, NORTH_STAR, Mapping, Unit
 from kpi_mapping.periods import Period
-from kpi_mapping.values import Value
+from kpi_mapping.values import MONTHLY, Value
 
 MAX_LAG = 3
 MIN_PAIRS = 4
@@ -97,6 +97,9 @@ def band_of(mapping: Mapping, value: Value, config: KpiConfig) -> str | None:
 def _change(now: Value, before: Value) -> float | None:
     if now.value is None or before.value is None:
         return None
+    month = now.detail.get(MONTHLY)
+    if month is not None and month == before.detail.get(MONTHLY):
+        return None  # the same month's figure: a week beside a week of it is not a change
     return now.value - before.value
 
 
@@ -206,6 +209,11 @@ def to_dict(report: Report, config: KpiConfig) -> dict[str, Any]:
                                        for k, v in r.correlation.by_lag.items()}},
             "ceo_history": r.ceo_history, "cto_history": r.cto_history,
         } for r in report.rows]}
+
+
+def percent(value: float, digits: int = 1, signed: bool = False) -> str:
+    """The one percent format of every page and report: 12.3 %, +3.6 %."""
+    return f"{'+' if signed and value > 0 else ''}{value * 100:,.{digits}f} %"
 
 
 def show(value: float | None, unit: Unit, signed: bool = False) -> str:

@@ -29,3 +29,8 @@ def none(note: str, band: str | None = None, **detail: float | int | str | None)
 def ratio(top: float, bottom: float, note: str, **detail: float | int | str | None) -> Value:
     """top / bottom, or a note saying why the bottom is zero."""
     return number(top / bottom, **detail) if bottom else Value(None, note=note, detail=detail)
+
+
+# Value.detail key of a figure that is monthly whatever the period (finance in a week view):
+# the month it is the figure of. Two periods on the same month have no change between them.
+MONTHLY = "monthly_figure_of"

@@ -72,10 +72,7 @@ def prepare_store(url: str) -> None:
     from collectors import rollup
     from collectors.store import Store
 
-    if "://" not in url and not Path(url).expanduser().is_file():
-        raise ValueError(f"no store at {url}: `llmkpi demo-data --database {url}` makes a"
-                         " demo one, `llmkpi import KIND FILE` fills a real one")
-    store = Store.open(url)
+    store = Store.open_existing(url)
     try:
         rolled = rollup.refresh(store, lambda line: print(line, file=sys.stderr))
         if rolled:

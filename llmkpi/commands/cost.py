@@ -25,22 +25,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from collectors import rollup
-    from collectors.store import Store
+    from collectors.store import Store, shown
     from kpi_mapping import cost_report
 
     period = period_of(args.period, args.at)
     if args.action == "export" and not args.focus:
         raise ValueError("cost export needs --focus FILE")
     config = load_config(args.config)
-    store = Store.open(settings_mod.database_url(args.database))
+    url = settings_mod.database_url(args.database)
+    store = Store.open_existing(url)
     try:
         rollup.refresh(store)  # ledger rows the sidecars wrote since the last report
         if args.action == "export":
             rows = cost_report.export_focus(store, period, Path(args.focus))
-            print(f"{args.focus}: {rows} FOCUS rows for {period.label}")
+            print(f"{args.focus}: {rows} FOCUS rows for {period.label} from {shown(url)}")
             return 0
         doc = cost_report.report(store, period, config.margin_basis)
     finally:
         store.close()
-    print(json.dumps(doc, indent=2) if args.format == "json" else cost_report.format_table(doc))
+    if args.format == "json":
+        print(json.dumps(doc | {"store": shown(url)}, indent=2))
+    else:
+        print(f"store: {shown(url)}")
+        print(cost_report.format_table(doc))
     return 0

@@ -84,19 +84,21 @@ def _progress(message: str) -> None:
 
 
 def _report(args: argparse.Namespace, period: Any, config: Any) -> int:
-    from collectors.store import Store
+    from collectors.store import Store, shown
     from kpi_mapping import report
 
-    store = Store.open(settings_mod.database_url(args.database))
+    url = settings_mod.database_url(args.database)
+    store = Store.open_existing(url)
     try:
         result = report.build(store, period, config, _progress)
     finally:
         store.close()
     if args.format == "json":
-        print(json.dumps(report.to_dict(result, config), indent=2))
+        print(json.dumps(report.to_dict(result, config) | {"store": shown(url)}, indent=2))
     elif args.format == "csv":
         sys.stdout.write(report.format_csv(result))
     else:
+        print(f"store: {shown(url)}")
         print(report.format_table(result, config))
     return 0
 

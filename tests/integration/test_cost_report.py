@@ -12,7 +12,9 @@ import pytest
 
 from collectors.demo_company.load import load
 from collectors.store import Store
+from collectors.tables import TenantRevenue
 from kpi_mapping.cost_report import export_focus, format_table, report
+from kpi_mapping.data import tenant_revenue
 from kpi_mapping.periods import parse_period
 from llmkpi.demo_data import make
 from tests.integration.test_store import ROOT
@@ -26,15 +28,16 @@ def test_report_and_focus_export_add_up_to_the_bill(store: Store, tmp_path: Path
     load(store, company, say=lambda _line: None)
     period = parse_period("month", "2026-10")
     doc = report(store, period)
-    # October: H100 all month at $2.19 after the price cut (month 3 of 3 → cut in month 2),
-    # L4 from month 3 at $0.80: 744 h each
-    assert doc["gpu_bill"] == pytest.approx(round(744 * 2.19, 2) + round(744 * 0.80, 2))
+    # October: H100 all month at $2.49 after the price cut (month 3 of 3 → cut in month 2),
+    # L4 from month 3 at $0.71: 744 h each, 744 × 2.49 = 1,852.56 + 744 × 0.71 = 528.24
+    assert doc["gpu_bill"] == pytest.approx(1852.56 + 528.24)
     assert doc["allocated"] + doc["idle"] == pytest.approx(doc["gpu_bill"], abs=1e-9)
     assert sum(t["cents"] for t in doc["tenants"]) == round(doc["allocated"] * 100)
     assert doc["unpriced_requests"] == 0 and doc["requests"] > 500
     assert 0 < doc["utilization"] < 1
-    assert {m["model"] for m in doc["models"]} == {"meta-llama/Meta-Llama-3-8B-Instruct"}
-    assert all(0 < row["margin"] < 1 for row in doc["margin"])
+    assert {m["model"] for m in doc["models"]} == {"meta-llama/Meta-Llama-3-8B-Instruct",
+                                                   "meta-llama/Llama-3.2-3B-Instruct"}
+    assert all(row["margin"] < 1 for row in doc["margin"])
     text = format_table(doc)
     assert "idle" in text and "tenant-0000" in text and "margin" in text
 
@@ -63,3 +66,18 @@ def test_cost_command_errors_are_one_line(tmp_path: Path) -> None:
                               capture_output=True, text=True, check=False)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert message in done.stderr, done.stderr
+
+
+def test_tenant_revenue_of_a_week_is_prorated_by_days(store: Store) -> None:
+    with store.session() as session:
+        store.insert_ignore(session, TenantRevenue, [
+            {"month": date(2026, 10, 1), "tenant": "a", "revenue": 310.0},
+            {"month": date(2026, 11, 1), "tenant": "a", "revenue": 300.0}])
+        session.commit()
+    week = parse_period("week", "2026-W44")  # Mon Oct 26 - Sun Nov 1
+    revenue = tenant_revenue(store, week.start, week.end)
+    # October: 6 of 31 days, 310 × 6 / 31 = 60.00; November: 1 of 30 days, 300 / 30 = 10.00
+    assert revenue[["tenant", "revenue"]].round(6).values.tolist() == [["a", 60.0],
+                                                                        ["a", 10.0]]
+    month = parse_period("month", "2026-10")
+    assert tenant_revenue(store, month.start, month.end)["revenue"].tolist() == [310.0]

@@ -123,6 +123,11 @@ def test_report_on_the_demo_company_agrees_with_its_inputs(store: Store,
     assert "feature_deployed" in set(later.events["event"])
     week = build(store, parse_period("week", "2026-W43"), config)
     assert week.row(19).cto.value is not None and week.row(6).cto.value is not None
+    # finance is monthly: a week (W43: Oct 19-25) shows October's figure, says so, and shows
+    # no change against the week before, which is October too
+    assert week.row(2).ceo.value == pytest.approx(result.row(2).ceo.value)
+    assert week.row(2).ceo.detail["monthly_figure_of"] == "2026-10"
+    assert week.row(2).ceo_change is None and week.row(18).ceo_change is None
     doc = to_dict(result, config)
     assert doc["north_star"]["revenue_per_employee"]["value"] > 0
     assert len(doc["mappings"][0]["ceo_history"]) == 4 + 3
@@ -141,6 +146,16 @@ def test_kpi_commands_on_an_empty_store_name_what_is_missing(tmp_path: Path) -> 
     assert {"ceo_kpi", "ceo_formula", "cto_metric", "cto_formula", "cto_unit", "better",
             "bands", "sources", "events", "promql"} <= set(mappings[0])
 
+    # a reading command never creates a store: a mistyped path is one line naming it
+    for command in ([CLI, "kpi", "report"], [CLI, "cost", "report"],
+                    [CLI, "cost", "export", "--focus", str(tmp_path / "f.csv")]):
+        missing = subprocess.run([*command, "--database", database], capture_output=True,
+                                 text=True, check=False)
+        assert missing.returncode == 2 and "Traceback" not in missing.stderr
+        assert f"no store at {database}" in missing.stderr
+        assert not Path(database).exists()
+    subprocess.run([CLI, "db", "upgrade", "--database", database], check=True,
+                   capture_output=True)
     done = run("report", "--at", "2026-10", "--format", "csv", "--database", database)
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(done.stdout)))

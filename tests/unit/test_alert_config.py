@@ -66,6 +66,8 @@ ERRORS = [
     ("cost-text", GOOD + "cost: {budget_per_million_tokens: cheap}\n",
      ":7: cost.budget_per_million_tokens: expected a number"),
     ("kpi-duration", GOOD + "kpi: {stale_after: soon}\n", ":7: kpi.stale_after: 'soon'"),
+    ("relative-runbook", GOOD + "runbook_url: docs/runbooks.md\n",
+     ":7: runbook_url: 'docs/runbooks.md' is not an absolute http(s) URL"),
     ("not-yaml", "version: [1\n", ":2: not valid YAML: expected ',' or ']'"),
     ("empty", "", ": the SLO config is empty"),
 ]

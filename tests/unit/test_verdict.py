@@ -51,8 +51,8 @@ def view(bill: float, idle: float) -> CostView:
 def test_bill_line_compares_with_the_previous_period_and_shows_the_idle_share() -> None:
     # (2,304 − 2,224) / 2,224 = +3.6 %; 763 / 2,304 = 33.1 % idle
     assert verdict.bill_line(view(2304.0, 763.0), CostPoint(NOVEMBER, 2224.0, 1000.0, ())) == \
-        "GPU bill $2,304 (+3.6% vs $2,224), 33.1% of it idle"
-    assert verdict.bill_line(view(100.0, 25.0), None) == "GPU bill $100, 25.0% of it idle"
+        "GPU bill $2,304 (+3.6 % vs $2,224), 33.1 % of it idle"
+    assert verdict.bill_line(view(100.0, 25.0), None) == "GPU bill $100, 25.0 % of it idle"
     assert verdict.bill_line(None, None) is None
 
 
