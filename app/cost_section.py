@@ -14,16 +14,17 @@ def _money(value: float) -> str:
     return f"${value:,.2f}"
 
 
-def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None:
-    st.subheader("Cost per token")
-    if view is None:
-        st.info(f"No GPU inventory in the store, so there is no bill to allocate:"
-                f" `{GPU_IMPORT} FILE` (docs/imports.md) fills this section.",
-                icon=":material/payments:")
-        return
+def _summary(view: CostView) -> tuple[float | None, float | None]:
+    """The four tiles: bill (so far, projected, while the period runs), idle, $/M, busy."""
     with st.container(key="cost-summary"):
         bill, idle, per_m, util = st.columns(4)
-        bill.metric("GPU bill", _money(view.bill), help="the whole fleet for the period")
+        if view.projected_bill is not None:
+            bill.metric("GPU bill so far", _money(view.bill),
+                        f"at this rate {_money(view.projected_bill)} for the {view.period.kind}",
+                        delta_color="off", delta_arrow="off",
+                        help="the period is still running: billed up to the current hour")
+        else:
+            bill.metric("GPU bill", _money(view.bill), help="the whole fleet for the period")
         idle.metric("Idle cost", _money(view.idle),
                     f"{percent(view.idle / view.bill, 1)} of the bill" if view.bill else None,
                     delta_color="off", delta_arrow="off",
@@ -39,6 +40,17 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
         util.metric("GPU busy", percent(view.utilization, 1)
                     if view.utilization is not None else "-",
                     help="busy GPU-seconds / provisioned GPU-seconds")
+    return loaded, busy
+
+
+def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None:
+    st.subheader("Cost per token")
+    if view is None:
+        st.info(f"No GPU inventory in the store, so there is no bill to allocate:"
+                f" `{GPU_IMPORT} FILE` (docs/imports.md) fills this section.",
+                icon=":material/payments:")
+        return
+    loaded, busy = _summary(view)
     if loaded and busy and loaded > 2 * busy and view.bill:
         st.caption(f"{percent(view.idle / view.bill, 1)} of the bill paid for GPUs no request was"
                    f" using, so the fully loaded cost per token is {loaded / busy:,.0f}× what"

@@ -117,6 +117,7 @@ class CostView:
     margin: pd.DataFrame  # tenant, revenue, gpu_cost, margin, basis, both bases beside
     margin_basis: str
     revenue_note: str | None = None  # how monthly revenue was prorated to the period
+    projected_bill: float | None = None  # a running period: its bill so far, at this rate
 
 
 def _filtered(allocation: Allocation, filters: Filters) -> Allocation:
@@ -176,8 +177,13 @@ def cost(whole: Priced | None, filters: Filters,
         if filters.tenants:
             revenue = revenue[revenue["tenant"].isin(filters.tenants)]
         margin = margin_by_tenant(allocation, revenue, margin_basis)
+    billed = cost_report.billed_until(whole.period)
+    projected = None
+    if billed < whole.period.end and billed > whole.period.start:
+        projected = full.bill_cents / 100 * (whole.period.end - whole.period.start) / (
+            billed - whole.period.start)
     return CostView(
-        revenue_note=_prorated(whole.revenue, whole.period),
+        revenue_note=_prorated(whole.revenue, whole.period), projected_bill=projected,
         period=whole.period, bill=full.bill_cents / 100, idle=full.idle_cents / 100,
         utilization=cost_report.utilization(full),
         spent=allocation.allocated_cents / 100, spent_loaded=allocation.bill_cents / 100,

@@ -62,12 +62,12 @@ def render_north_star(report: Report, config: KpiConfig) -> None:
                                 width="stretch")
 
 
-def _side(title: str, value: Value, change: float | None, unit: str) -> None:
-    st.caption(title)
+def _side(title: str, value: Value, change: float | None, unit: str, per: str = "") -> None:
+    st.caption(title + (f" ({per})" if per else ""))
     if value.value is None:
         st.markdown(f":gray[{why_empty(value)}]")
         return
-    text = f"**{show(value.value, unit)}**"  # type: ignore[arg-type]
+    text = f"**{show(value.value, unit)}**{' ' + per if per else ''}"  # type: ignore[arg-type]
     if change is not None:
         text += f" :gray[{show(change, unit, signed=True)} vs previous]"  # type: ignore[arg-type]
     if value.detail.get(MONTHLY):
@@ -97,8 +97,11 @@ def _details(row: Row, report: Report) -> None:
               for k, v in value.detail.items()]
     if inputs:
         st.dataframe(pd.DataFrame(inputs).astype({"value": "string"}), hide_index=True)
-    st.dataframe(pd.DataFrame({"period": report.periods, "CEO KPI": row.ceo_history,
-                               "CTO metric": row.cto_history}), hide_index=True)
+    st.dataframe(pd.DataFrame({  # in the row's units, as the row shows them
+        "period": report.periods,
+        f"CEO: {m.ceo_kpi}": [show(v, m.ceo_unit) for v in row.ceo_history],
+        f"CTO: {m.cto_metric}": [show(v, m.cto_unit) for v in row.cto_history]}),
+        hide_index=True)
     lags = [f"lag {lag}: {'-' if r is None else f'{r:+.2f}'} (n={n})"
             for lag, (r, n) in row.correlation.by_lag.items()]
     st.caption("correlation of the CTO metric with the CEO KPI periods later — "
@@ -137,7 +140,8 @@ def render_scorecard(report: Report, history: int, config: KpiConfig | None = No
             with ceo:
                 _side(m.ceo_kpi, row.ceo, row.ceo_change, m.ceo_unit)
             with cto:
-                _side(m.cto_metric, row.cto, row.cto_change, m.cto_unit)
+                _side(m.cto_metric, row.cto, row.cto_change, m.cto_unit,
+                      "per quarter" if "per quarter" in m.cto_formula else "")
             with band:
                 band_badge(row.band)
                 rule = band_thresholds((config or KpiConfig()).bands_for(m), m.cto_unit)

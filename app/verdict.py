@@ -49,6 +49,11 @@ def bill_line(now: CostView | None, before: CostPoint | None) -> str | None:
     if now is None or not now.bill:
         return None
     text = f"GPU bill ${now.bill:,.0f}"
+    if now.projected_bill is not None:
+        return (f"GPU bill so far ${now.bill:,.0f} ({percent(now.idle / now.bill, 1)} of it"
+                f" idle); at this rate ${now.projected_bill:,.0f} for the whole"
+                f" {now.period.kind}" + (f", against ${before.bill:,.0f} for the previous one"
+                                          if before is not None else ""))
     if before is not None and before.bill:
         change = percent((now.bill - before.bill) / before.bill, 1, signed=True)
         text += f" ({change} vs ${before.bill:,.0f})"

@@ -18,7 +18,8 @@ from specs import catalog as c
 UID = "llmkpi-executive"
 # Grafana unit ids; a unit Grafana lacks is a suffix.
 UNITS: dict[Unit, str] = {
-    "ratio": "percentunit", "hours": "h", "dollars": "currencyUSD", "days": "d",
+    "ratio": "percentunit", "hours": "suffix: h", "dollars": "currencyUSD",
+    "days": "suffix: days",
     "weeks": "suffix: weeks", "months": "suffix: months", "days_per_week": "suffix: days/wk",
     "seconds": "s", "score": "none", "multiple": "suffix: ×", "dollars_per_year": "currencyUSD",
 }

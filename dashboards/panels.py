@@ -14,6 +14,7 @@ import attr
 from grafanalib import core as g
 
 from kpi_mapping.mappings import Bands
+from specs.catalog import REQUESTS
 
 # Grafana 10.4/11 dashboards; set explicitly so Grafana runs no migration on import.
 SCHEMA_VERSION = 39
@@ -31,24 +32,55 @@ class Query:
     expr: str
     legend: str = ""
     instant: bool = False
+    exemplar: bool = False  # show the histogram's exemplars (trace ids) as points
+    format: str = "time_series"  # "heatmap" for a heatmap of _bucket rates
+
+
+@attr.s
+class Target(g.Target):  # type: ignore[misc]
+    """grafanalib's target with Grafana's `exemplar` switch."""
+
+    exemplar: bool = attr.ib(default=False)
+
+    def to_json_data(self) -> dict[str, Any]:
+        doc: dict[str, Any] = super().to_json_data()
+        doc["exemplar"] = self.exemplar
+        return doc
 
 
 def targets(queries: list[Query]) -> list[g.Target]:
-    return [g.Target(expr=q.expr, legendFormat=q.legend, refId=chr(ord("A") + i),
-                     instant=q.instant, datasource=DATASOURCE)
+    make: Any = Target  # attrs subclass: mypy does not see the inherited fields
+    return [make(expr=q.expr, legendFormat=q.legend, refId=chr(ord("A") + i),
+                 instant=q.instant, datasource=DATASOURCE, exemplar=q.exemplar,
+                 format=q.format)
             for i, q in enumerate(queries)]
 
 
 def timeseries(title: str, queries: list[Query], unit: str, description: str = "",
                stacked: bool = False, max_value: int | None = None,
-               thresholds: list[dict[str, Any]] | None = None) -> g.TimeSeries:
+               thresholds: list[dict[str, Any]] | None = None,
+               min_value: float | None = 0) -> g.TimeSeries:
     return g.TimeSeries(
         title=title, description=description, dataSource=DATASOURCE, targets=targets(queries),
         unit=unit, legendDisplayMode="table", legendPlacement="bottom",
         legendCalcs=["mean", "max", "lastNotNull"], tooltipMode="multi", fillOpacity=10,
-        stacking={"mode": "normal", "group": "A"} if stacked else {}, valueMin=0,
+        stacking={"mode": "normal", "group": "A"} if stacked else {}, valueMin=min_value,
         valueMax=max_value, thresholds=thresholds or [{"color": "green", "value": None}],
         thresholdsStyleMode="line" if thresholds else "off")
+
+
+def heatmap(title: str, expr: str, unit: str, description: str = "") -> g.Heatmap:
+    """A latency heatmap from a histogram's bucket rates (Grafana's heatmap panel reading
+    Prometheus buckets as they are: no recalculation)."""
+    return g.Heatmap(
+        title=title, description=description, dataSource=DATASOURCE,
+        targets=targets([Query(expr, "{{le}}", exemplar=True, format="heatmap")]),
+        dataFormat="tsbuckets",
+        extraJson={"options": {
+            "calculate": False, "cellGap": 1, "yAxis": {"unit": unit, "axisPlacement": "left"},
+            "color": {"mode": "scheme", "scheme": "Oranges", "exponent": 0.5, "steps": 64},
+            "rowsFrame": {"layout": "auto"}, "tooltip": {"show": True, "yHistogram": True},
+            "legend": {"show": True}, "exemplars": {"color": "rgba(255,0,255,0.7)"}}})
 
 
 def stat(title: str, queries: list[Query], unit: str, description: str = "",
@@ -130,13 +162,32 @@ class Layout:
         self.x, self.line_height = 0, 0
 
 
+# Links between the four dashboards (by their shared tag), keeping the time range and the
+# variables a person chose.
+LINKS = [g.DashboardLink(asDropdown=True, includeVars=True, keepTime=True, tags=["llmkpi"],
+                         title="llmkpi dashboards", type="dashboards", icon="external link",
+                         targetBlank=False, tooltip="", uri="")]
+# Annotations on every dashboard: sidecar restarts (a rollout restarts the pods next to the
+# engines; the sidecar's counters start again from 0) and paging alerts (incidents).
+ROLLOUT_SERIES = f"{REQUESTS.name}"
+ANNOTATIONS = [
+    {"name": "Rollouts", "datasource": DATASOURCE, "enable": True, "iconColor": "blue",
+     "expr": f"sum by (pod) (resets({ROLLOUT_SERIES}[5m])) > 0",
+     "titleFormat": "sidecar restarted (rollout)", "textFormat": "{{pod}}", "step": "1m"},
+    {"name": "Incidents", "datasource": DATASOURCE, "enable": True, "iconColor": "red",
+     "expr": 'ALERTS{alertstate="firing", severity="page"}', "titleFormat": "{{alertname}}",
+     "textFormat": "{{slo}} {{model}}", "step": "1m"},
+]
+
+
 def dashboard(uid: str, title: str, description: str, tags: list[str], layout: Layout,
               variables: list[g.Template], time_from: str = "now-6h") -> g.Dashboard:
     return g.Dashboard(
         uid=uid, title=title, description=f"{description} {GENERATED}", tags=["llmkpi", *tags],
         panels=layout.panels, templating=g.Templating(list=variables), timezone="utc",
         time=g.Time(time_from, "now"), refresh="30s", schemaVersion=SCHEMA_VERSION,
-        graphTooltip=1, editable=False)
+        graphTooltip=1, editable=False, links=LINKS,
+        annotations=g.Annotations(list=ANNOTATIONS))
 
 
 def to_dict(board: g.Dashboard) -> dict[str, Any]:
@@ -163,9 +214,13 @@ class _Encoder(json.JSONEncoder):
 
 
 def panel_queries(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """(panel title, expr) for every query of every panel of a rendered dashboard."""
+    """(panel title, expr) for every query of every panel and annotation of a rendered
+    dashboard."""
     found = []
     for panel in doc["panels"]:
         for target in panel.get("targets", []):
             found.append((panel["title"], target["expr"]))
+    for annotation in doc.get("annotations", {}).get("list", []):
+        if "expr" in annotation:
+            found.append((f"annotation {annotation['name']}", annotation["expr"]))
     return found

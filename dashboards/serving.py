@@ -14,7 +14,12 @@ QUANTILES = (0.5, 0.95, 0.99)
 
 
 def _quantiles(spec: c.MetricSpec) -> list[p.Query]:
-    return [p.Query(q.quantile(spec, x, VARS), f"p{x * 100:g}") for x in QUANTILES]
+    return [p.Query(q.quantile(spec, x, VARS), f"p{x * 100:g}", exemplar=True)
+            for x in QUANTILES]
+
+
+def _buckets(spec: c.MetricSpec) -> str:
+    return f"sum by (le) (increase({q.series(spec, VARS, suffix='_bucket')}[$__rate_interval]))"
 
 
 def _tokens(by: tuple[str, ...] = ()) -> list[p.Query]:
@@ -56,6 +61,11 @@ def build() -> g.Dashboard:
     lay.add(p.timeseries("Queue time", _quantiles(c.REQUEST_QUEUE_TIME), "s",
                          f"{c.REQUEST_QUEUE_TIME.help} A sidecar cannot see it: empty where"
                          " only sidecars run."))
+    lay.add(p.heatmap("Time to first token, every request", _buckets(c.TIME_TO_FIRST_TOKEN),
+                      "s", "Requests per TTFT bucket over time; the dots are exemplars (a"
+                      " request's trace id)."))
+    lay.add(p.heatmap("Inter-token latency, every gap", _buckets(c.INTER_TOKEN_LATENCY), "s",
+                      "Token gaps per ITL bucket over time: the tail the p99 line hides."))
     lay.add(p.timeseries("TTFT p95 by model", [p.Query(
         q.quantile(c.TIME_TO_FIRST_TOKEN, 0.95, VARS, by=("model",)), "{{model}}")], "s"),
         w=24)

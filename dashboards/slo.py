@@ -34,8 +34,9 @@ def build() -> g.Dashboard:
                    "percentunit", c.SLO_BUDGET_REMAINING.help, thresholds=BUDGET_STEPS,
                    decimals=1, graph=False))
     lay.add(p.timeseries("Error budget remaining over time", [p.Query(
-        _s(c.SLO_BUDGET_REMAINING), LEGEND)], "percentunit", c.SLO_BUDGET_REMAINING.help,
-        thresholds=BUDGET_STEPS), w=24)
+        _s(c.SLO_BUDGET_REMAINING), LEGEND)], "percentunit",
+        f"{c.SLO_BUDGET_REMAINING.help} Below 0 the budget is overspent: −100 % is twice"
+        " the budget spent.", thresholds=BUDGET_STEPS, min_value=None), w=24)
     lay.add(p.row("Burn rates"))
     lay.add(p.timeseries("Burn rate per window", [p.Query(
         _s(c.SLO_BURN_RATE), f"{LEGEND} {{{{window}}}}")], "short",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,25 @@ FOCUS_COLUMNS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart",
                  "x_Model", "x_Feature", "x_Requests")
 
 
+def billed_until(period: Period, now: datetime | None = None) -> datetime:
+    """Where a period's bill ends: its end, or now while it runs (GPUs not yet provisioned
+    are not billed yet)."""
+    clock = now or datetime.now(UTC)
+    return period.end if period.end <= clock else max(period.start, clock.replace(
+        minute=0, second=0, microsecond=0))
+
+
 def compute(store: Store, period: Period) -> tuple[Allocation, pd.DataFrame]:
-    """The period's allocation from the roll-up and its revenue per tenant;
-    NoGpuInventoryError without prices."""
+    """The period's allocation from the roll-up (up to the current hour while it runs) and
+    its revenue per tenant; NoGpuInventoryError without prices."""
     gpus = data.gpus(store)
     if gpus.empty:
         raise NoGpuInventoryError
-    rows = data.usage(store, period.start, period.end, bins=False)
-    busy = data.pod_hours(store, period.start, period.end)
+    end = billed_until(period)
+    rows = data.usage(store, period.start, end, bins=False)
+    busy = data.pod_hours(store, period.start, end)
     revenue = data.tenant_revenue(store, period.start, period.end)
-    return allocate_usage(rows, busy, gpus, period.start, period.end), revenue
+    return allocate_usage(rows, busy, gpus, period.start, end), revenue
 
 
 def utilization(allocation: Allocation) -> float | None:

@@ -201,14 +201,16 @@ def work_items(timeline: Timeline) -> tuple[list[dict[str, Any]], list[dict[str,
         for _ in range(rng.randint(2, 5)):
             debt_open.append(item("Task", at(month, 24 * rng.uniform(0, 27)), None,
                                   Labels=["tech-debt"]))
-        for row in rng.sample(debt_open, k=min(len(debt_open), rng.randint(1, 4))):
+        waiting = [r for r in debt_open if r["Status"] != "Done"]  # only open items close
+        for row in rng.sample(waiting, k=min(len(waiting), rng.randint(1, 4))):
             close = at(month, 24 * rng.uniform(0, days_in(month) - 1))
             if row["Status"] != "Done" and close < timeline.end:
                 row["Status"], row["Resolved"] = "Done", jira_time(close)
         for _ in range(rng.randint(4, 8)):
             ideas_open.append(item("Idea", at(month, 24 * rng.uniform(0, 27)), None,
                                    Status="Discovery"))
-        for row in rng.sample(ideas_open, k=min(len(ideas_open), rng.randint(3, 7))):
+        waiting = [r for r in ideas_open if r["Status"] != "Done"]
+        for row in rng.sample(waiting, k=min(len(waiting), rng.randint(3, 7))):
             close = at(month, 24 * rng.uniform(0, days_in(month) - 1))
             if row["Status"] != "Done" and close < timeline.end:
                 row["Status"], row["Resolved"] = "Done", jira_time(close)

@@ -266,7 +266,7 @@ def rolled(sample: pd.DataFrame, thin: int, start_us: int, hours: int, rng: np.r
     up), and each pod-hour's busy time is the M/G/∞ busy probability of Poisson clusters,
     1 − exp(−Σ cluster spans × thin / 3600) — what the union of the full day's requests
     gives on average, without drawing them all."""
-    pod_hours, rows = usage.summarise(sample, start_us, hours)
+    pod_hours, rows = usage.summarise(sample, start_us, hours, encoded=False)
     if rows.empty:
         return pod_hours, rows
     n = rng.poisson(rows["requests"].to_numpy() * thin)
@@ -294,8 +294,9 @@ def _largest_remainder(values: np.ndarray, totals: np.ndarray) -> np.ndarray:
     return floor
 
 
-def _scaled(texts: pd.Series, ratio: np.ndarray, width: int) -> list[str]:
-    counts = usage.decode(texts, width)
+def _scaled(bins: pd.Series, ratio: np.ndarray, width: int) -> list[str]:
+    """Count arrays scaled to new totals (largest remainder), as the roll-up's sparse JSON."""
+    counts = np.vstack(list(bins)) if len(bins) else np.zeros((0, width), dtype=np.int64)
     totals = np.rint(counts.sum(axis=1) * ratio).astype(np.int64)
     return [usage.encode(row) for row in _largest_remainder(counts * ratio[:, None], totals)]
 

@@ -138,12 +138,16 @@ def test_dashboards_and_rules_on_a_live_stack(tmp_path: Path) -> None:
                 for title, expr in panels.panel_queries(json.loads(text)):
                     result = prom.query(grafana_substitute(expr))
                     checked += 1
+                    if title.startswith("annotation "):  # events: empty until one happens
+                        continue
                     if expected_empty(expr, report):
                         not_applicable.append(expr)
                     if bool(result) == expected_empty(expr, report):
                         empty.append(f"{name} / {title}: {expr} -> {result}")
             assert not empty, "\n".join(empty)
             assert checked > 100 and len(not_applicable) < 10, (checked, not_applicable)
+            # the rollout annotation watches the sidecars' request counters reset: they exist
+            assert prom.query(panels.ROLLOUT_SERIES)
             print(f"{checked} dashboard queries answered; no number in the report for"
                   f" {not_applicable}")
 

@@ -38,11 +38,11 @@ def test_four_dashboards_with_stable_uids_and_explicit_modern_schema() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(DOCS))
-def test_panels_are_timeseries_or_stat_numbered_and_placed_without_overlap(name: str) -> None:
+def test_panels_are_modern_numbered_and_placed_without_overlap(name: str) -> None:
     doc = DOCS[name]
     ids = [p["id"] for p in doc["panels"]]
     assert ids == list(range(1, len(ids) + 1))
-    assert {p["type"] for p in doc["panels"]} <= {"timeseries", "stat", "row"}
+    assert {p["type"] for p in doc["panels"]} <= {"timeseries", "stat", "row", "heatmap"}
     cells: set[tuple[int, int]] = set()
     for p in doc["panels"]:
         pos = p["gridPos"]
@@ -151,3 +151,19 @@ def test_the_command_writes_the_dashboards_coloured_by_a_kpi_config(tmp_path: An
     expected = build.render_all(config.load(kpi_yaml).bands)
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == expected
     assert expected != build.render_all()
+
+
+def test_latency_panels_show_exemplars_heatmaps_read_buckets_and_boards_link() -> None:
+    serving = DOCS["llmkpi-serving.json"]
+    by_title = {p["title"]: p for p in serving["panels"]}
+    assert all(t["exemplar"] for t in by_title["Time to first token"]["targets"])
+    heat = by_title["Time to first token, every request"]
+    assert heat["type"] == "heatmap" and heat["options"]["calculate"] is False
+    assert heat["targets"][0]["format"] == "heatmap" and "_bucket" in heat["targets"][0]["expr"]
+    for doc in DOCS.values():  # every board links to the others and marks rollouts, incidents
+        assert doc["links"][0]["tags"] == ["llmkpi"] and doc["links"][0]["keepTime"]
+        assert [a["name"] for a in doc["annotations"]["list"]] == ["Rollouts", "Incidents"]
+    slo = {p["title"]: p for p in DOCS["llmkpi-slo.json"]["panels"]}
+    assert slo["Error budget remaining over time"]["fieldConfig"]["defaults"].get("min") is None
+    executive = json.dumps(DOCS["llmkpi-executive.json"])
+    assert '"unit": "d"' not in executive and '"unit": "h"' not in executive  # no auto-scale

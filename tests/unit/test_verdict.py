@@ -42,10 +42,10 @@ def test_movers_rank_by_relative_change_and_say_whether_it_is_better() -> None:
         ("Response time", "+0.020 s", False)]  # 5 %
 
 
-def view(bill: float, idle: float) -> CostView:
+def view(bill: float, idle: float, projected: float | None = None) -> CostView:
     empty = pd.DataFrame()
     return CostView(NOVEMBER, bill, idle, None, 0.0, 0.0, 0, 0, {}, empty, empty, empty, empty,
-                    "fully_loaded")
+                    "fully_loaded", projected_bill=projected)
 
 
 def test_bill_line_compares_with_the_previous_period_and_shows_the_idle_share() -> None:
@@ -54,6 +54,11 @@ def test_bill_line_compares_with_the_previous_period_and_shows_the_idle_share() 
         "GPU bill $2,304 (+3.6 % vs $2,224), 33.1 % of it idle"
     assert verdict.bill_line(view(100.0, 25.0), None) == "GPU bill $100, 25.0 % of it idle"
     assert verdict.bill_line(None, None) is None
+    # a running month 10 days in: $800 so far, 800 × 30 / 10 = $2,400 at this rate
+    assert verdict.bill_line(view(800.0, 200.0, 2400.0), CostPoint(NOVEMBER, 2304.0, 0.0, ())
+                             ) == ("GPU bill so far $800 (25.0 % of it idle); at this rate"
+                                   " $2,400 for the whole month, against $2,304 for the"
+                                   " previous one")
 
 
 def test_as_of_says_when_and_whether_the_period_is_partial() -> None:
