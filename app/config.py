@@ -49,7 +49,10 @@ class PageConfig:
 
     @classmethod
     def from_argv(cls, argv: list[str]) -> PageConfig:
-        """`streamlit run app/streamlit_app.py -- CONFIG.json` (written by `llmkpi app`)."""
+        """`streamlit run app/streamlit_app.py -- CONFIG` where CONFIG is the JSON itself (what
+        `llmkpi app` passes: no file left behind) or a JSON file's path."""
         if len(argv) != 1:
             raise SystemExit("usage: llmkpi app [--database URL] (it writes the page's config)")
-        return cls.from_json(Path(argv[0]).read_text(encoding="utf-8"))
+        text = argv[0] if argv[0].lstrip().startswith("{") else Path(argv[0]).read_text(
+            encoding="utf-8")
+        return cls.from_json(text)

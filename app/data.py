@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import pandas as pd
 
 from collectors import rollup
 from collectors.store import Store, StoreUnreachableError
+from kpi_mapping import config as kpi_config
 from kpi_mapping import cost_report, inputs, period_cache, report
 from kpi_mapping import health as health_mod
 from kpi_mapping.config import KpiConfig
@@ -33,7 +34,7 @@ from kpi_mapping.cost import (
 from kpi_mapping.data import choices, latest_data
 from kpi_mapping.health import Health
 from kpi_mapping.money import NANO_PER_DOLLAR
-from kpi_mapping.periods import Period, period_containing
+from kpi_mapping.periods import KINDS, Period, period_containing
 from kpi_mapping.report import Report, history
 from kpi_mapping.slo import SloStatus
 from specs.slo import Slo
@@ -76,6 +77,36 @@ def periods(kind: str, latest: datetime | None, count: int = PICKER_PERIODS
 def running(period: Period, now: datetime | None = None) -> bool:
     """Whether the period has not ended yet (by the clock): its figures are partial."""
     return (now or datetime.now(UTC)) < period.end
+
+
+def kpi_config_for(path: str | None, throttled: bool = False) -> KpiConfig:
+    """The page's KPI config: the file's (or the defaults), with the SLO config's 429 switch
+    (the page and `warm` build it the same way, so their cache entries are the same)."""
+    loaded = kpi_config.load(Path(path)) if path else KpiConfig()
+    return replace(loaded, throttled_is_failure=throttled)
+
+
+def warm(store: Store, config: KpiConfig, slos: Sequence[Slo],
+         throttled_is_failure: bool = False, say: Callable[[str], None] | None = None) -> int:
+    """Keep in the store's period cache what the picker's closed periods show (the KPI
+    history, cost points, serving health with no filter), so the first visitor's period
+    switches read instead of compute. Returns how many periods it looked at."""
+    latest = latest_data(store)
+    looked = 0
+    for kind in KINDS:
+        offered, _default = periods(kind, latest)
+        closed = [p for p in offered if period_cache.closed(p)]
+        if not closed:
+            continue
+        for period in (closed[0], closed[-1]):  # their spans cover every offered period
+            report.read(store, period, config)
+        cost_points(store, closed)
+        for period in closed:
+            serving(store, period, Filters(), slos, throttled_is_failure)
+        looked += len(closed)
+        if say:
+            say(f"kept the {kind} views of {closed[-1].label} to {closed[0].label}")
+    return looked
 
 
 # --- the KPI report --------------------------------------------------------------------------

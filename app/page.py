@@ -3,9 +3,7 @@ cost per token and serving health. Reads are cached for a minute per period and 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -99,8 +97,7 @@ def _render_verdict(report: Report, view: data.CostView | None,
 
 
 def _kpi_config(path: str | None, throttled: bool = False) -> kpi_config.KpiConfig:
-    loaded = kpi_config.load(Path(path)) if path else kpi_config.KpiConfig()
-    return replace(loaded, throttled_is_failure=throttled)
+    return data.kpi_config_for(path, throttled)
 
 
 def _sidebar(config: PageConfig) -> tuple[Period, data.Filters]:

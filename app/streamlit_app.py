@@ -1,4 +1,5 @@
-"""`streamlit run app/streamlit_app.py -- CONFIG.json`: what `llmkpi app` starts."""
+"""`streamlit run app/streamlit_app.py -- CONFIG`: what `llmkpi app` starts (CONFIG is the
+page's JSON config, or a file holding it)."""
 
 import sys
 

@@ -61,9 +61,6 @@ def write_reports(database: str, workdir: Path, kpi_config: Path | None = None
     try:
         result = report.build(store, period, config)
         cost = cost_report.report(store, period)
-        for kind in ("week", "quarter"):  # the page's other views: keep their closed history
-            report.read(store, period_containing(kind, datetime.now(UTC).date()).previous(),
-                        config)
     finally:
         store.close()
     paths = {"kpi": out / f"kpi-{period.label}.json", "cost": out / f"cost-{period.label}.json"}

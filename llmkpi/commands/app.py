@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,35 @@ def prepare_store(url: str) -> None:
         store.close()
 
 
-def streamlit_argv(config_file: Path, host: str, port: int) -> list[str]:
+def _warm_in_background(config: Any) -> None:
+    """A child process keeps the picker's closed periods in the store's period cache while
+    the page starts (a year of history is ~30 s once; then each visit reads it). It dies with
+    the page's process group; what it kept by then stays valid."""
+    if os.fork():
+        return
+    code = 0
+    try:
+        from app import data
+        from app.config import PageConfig
+        from collectors.store import Store
+
+        page = PageConfig.from_json(config.to_json())  # the page's own view of the config
+        store = Store.open_existing(page.database, migrate=False)
+        try:
+            looked = data.warm(store, data.kpi_config_for(page.kpi_config,
+                                                          page.throttled_is_failure),
+                               page.slos, page.throttled_is_failure)
+            print(f"period cache: {looked} closed periods kept for the page", file=sys.stderr)
+        finally:
+            store.close()
+    except Exception as problem:  # a cache that could not be filled: the page computes
+        print(f"period cache not filled: {problem}", file=sys.stderr)
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def streamlit_argv(config_json: str, host: str, port: int) -> list[str]:
     import app
 
     script = Path(app.__file__).parent / "streamlit_app.py"
@@ -89,17 +116,15 @@ def streamlit_argv(config_file: Path, host: str, port: int) -> list[str]:
             "--server.address", host, "--server.port", str(port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
-            "--", str(config_file)]
+            "--", config_json]
 
 
 def run(args: argparse.Namespace) -> int:
     config = page_config(args)
     prepare_store(config.database)
-    folder = Path(tempfile.mkdtemp(prefix="llmkpi-app-"))
-    config_file = folder / "page.json"
-    config_file.write_text(config.to_json(), encoding="utf-8")
     print(f"executive view: http://{args.host}:{args.port}  (store {config.database}"
           + (f", live numbers from {config.prometheus_url}" if config.prometheus_url else "")
           + ")", flush=True)
-    argv = streamlit_argv(config_file, args.host, args.port)
+    _warm_in_background(config)
+    argv = streamlit_argv(config.to_json(), args.host, args.port)  # no temp file left behind
     os.execv(argv[0], argv)  # Streamlit takes over this process: Ctrl-C and kill reach it
