@@ -20,7 +20,8 @@ class LiveQuery:
 
     label: str
     promql: str
-    unit: Literal["seconds", "ratio"]
+    unit: Literal["seconds", "ratio", "budget"]  # budget: remaining error budget, may be < 0
+    name_by: str | None = None  # a label of the answer that names it (the SLO of a budget)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ class LiveValue:
     query: LiveQuery
     value: float | None
     problem: str | None = None  # why there is no value: unreachable, refused, no series
+    names: str | None = None  # the query's name_by label of the answer (the SLO)
 
 
 def read(base: str, queries: Sequence[LiveQuery], timeout: float = 5.0) -> list[LiveValue]:
@@ -34,9 +35,12 @@ def read(base: str, queries: Sequence[LiveQuery], timeout: float = 5.0) -> list[
             out.append(LiveValue(query, None, f"{body.get('errorType', 'error')}:"
                                  f" {body.get('error', resp.status_code)}"))
             continue
-        result = body.get("data", {}).get("result", [])
-        values = [float(item["value"][1]) for item in result
+        result = [item for item in body.get("data", {}).get("result", [])
                   if not math.isnan(float(item["value"][1]))]
-        out.append(LiveValue(query, values[0] if values else None,
-                             None if values else "no series yet"))
+        first = result[0] if result else None
+        out.append(LiveValue(
+            query, float(first["value"][1]) if first else None,
+            None if first else "no series yet",
+            " ".join(v for k, v in sorted(first.get("metric", {}).items())
+                     if k in (query.name_by or "").split(",")) or None if first else None))
     return out

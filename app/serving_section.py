@@ -18,6 +18,18 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:,.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
+def live_text(item: LiveValue) -> str:
+    """A live number as the tile shows it; a budget is clamped at 0 and says how many times
+    over it is (remaining = 1 − spent, so −1.5 is 2.5× the budget spent)."""
+    if item.value is None:
+        return "-"
+    if item.query.unit == "seconds":
+        return _seconds(item.value)
+    if item.query.unit == "budget" and item.value < 0:
+        return f"0 % ({1 - item.value:,.1f}× spent)"
+    return percent(item.value, 2)
+
+
 def render(view: ServingView, uptime: Value, period: str,
            live: list[LiveValue] | None) -> None:
     st.subheader("Serving health")
@@ -65,9 +77,8 @@ def render(view: ServingView, uptime: Value, period: str,
         st.markdown("**Live, from Prometheus**")
         columns = st.columns(max(1, len(live)))
         for column, item in zip(columns, live, strict=False):
-            q = item.query
-            value = "-" if item.value is None else (
-                _seconds(item.value) if q.unit == "seconds" else percent(item.value, 2))
-            column.metric(q.label, value, help=q.promql)
+            column.metric(item.query.label, live_text(item), help=item.query.promql)
+            if item.names:
+                column.caption(item.names)
             if item.problem:
                 column.caption(item.problem)

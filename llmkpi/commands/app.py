@@ -43,8 +43,10 @@ def live_queries() -> tuple[Any, ...]:
     return (LiveQuery("TTFT p95 (5 m)", p95(catalog.TIME_TO_FIRST_TOKEN), "seconds"),
             LiveQuery("ITL p95 (5 m)", p95(catalog.INTER_TOKEN_LATENCY), "seconds"),
             LiveQuery("Engines up", f"avg({catalog.ENGINE_UP.name})", "ratio"),
+            # bottomk keeps the labels: the tile names the SLO (and model) it is
             LiveQuery("Least SLO budget left",
-                      f"min({catalog.SLO_BUDGET_REMAINING.name})", "ratio"))
+                      f"bottomk(1, {catalog.SLO_BUDGET_REMAINING.name})", "budget",
+                      name_by="slo,model"))
 
 
 def page_config(args: argparse.Namespace) -> Any:

@@ -104,6 +104,10 @@ def test_every_section_renders_the_stores_numbers(database: str) -> None:
     assert all("error budget remaining" in t for t in progress)
     assert int(metric(at, "Requests").replace(",", "")) == sum(
         t["requests"] for t in cost["tenants"]) + cost["unpriced_requests"]
+    # the model table: every model's input tokens cost something (prefill is not free)
+    (models,) = [d.value for d in at.dataframe if "$/M input" in d.value.columns]
+    assert len(models) == len(cost["models"]) and (models["$/M input"] > 0).all()
+    assert (models["$/M output"] > models["$/M input"]).all()
 
 
 def test_tenant_model_and_period_filters_change_the_numbers(database: str) -> None:
@@ -195,12 +199,17 @@ def test_a_missing_store_is_one_clear_error(tmp_path: Path) -> None:
 def test_live_numbers_come_from_prometheus(database: str, tmp_path: Path) -> None:
     queries = (LiveQuery("Answer", "vector(0.25)", "ratio"),
                LiveQuery("Nothing yet", "absent(vector(1))", "seconds"),
-               LiveQuery("Broken", "rate(", "seconds"))
+               LiveQuery("Broken", "rate(", "seconds"),
+               # an overspent budget: the tile clamps it and names the SLO
+               LiveQuery("Budget", 'label_replace(vector(-1.5), "slo", "ttft", "", "")',
+                         "budget", name_by="slo"))
     with prometheus(tmp_path, {}) as prom:
         at = page(PageConfig(database, prometheus_url=prom.url, live=queries))
     assert metric(at, "Answer") == "25.00 %"
     assert metric(at, "Nothing yet") == "-"
+    assert metric(at, "Budget") == "0 % (2.5× spent)"
     body = texts(at)
+    assert "ttft" in body
     assert "no series yet" in body and "bad_data" in body
     port = processes.free_port()
     at = page(PageConfig(database, prometheus_url=f"http://127.0.0.1:{port}", live=queries))

@@ -65,3 +65,15 @@ def test_as_of_says_when_and_whether_the_period_is_partial() -> None:
     latest = datetime(2026, 12, 3, 14, 5, tzinfo=UTC)
     assert verdict.as_of_line(latest, False) == "as of 2026-12-03 14:05 UTC"
     assert verdict.as_of_line(latest, True).endswith("still running: figures are partial")
+
+
+def test_a_live_budget_tile_never_shows_a_negative_percentage() -> None:
+    from app.config import LiveQuery
+    from app.live import LiveValue
+    from app.serving_section import live_text
+
+    budget = LiveQuery("Least SLO budget left", "bottomk(1, x)", "budget", name_by="slo")
+    # remaining −1.5 = 1 − spent, so 2.5× the budget is spent
+    assert live_text(LiveValue(budget, -1.5, names="ttft")) == "0 % (2.5× spent)"
+    assert live_text(LiveValue(budget, 0.82)) == "82.00 %"
+    assert live_text(LiveValue(budget, None, "no series yet")) == "-"
