@@ -41,18 +41,17 @@ def trend(frame: pd.DataFrame, value_title: str, fmt: str) -> Chart:
         tooltip=["period", alt.Tooltip("value:Q", format=fmt)]).properties(height=180)
 
 
-def cost_per_token(frame: pd.DataFrame) -> Chart:
-    """$ per million tokens over periods: a colour per model, a dash per kind."""
-    return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("period:O", title=None, sort=sorted(set(frame["period"]))),
-        y=alt.Y("dollars_per_million:Q", title="$ per million tokens, fully loaded"),
+def cost_per_token(frame: pd.DataFrame, kind: str) -> Chart:
+    """$ per million tokens of one kind (blended, input or output) over periods, a line per
+    model (one kind per chart: a legend of dash styles is not drawn by Streamlit's theme)."""
+    mine = frame[frame["kind"] == kind]
+    return alt.Chart(mine).mark_line(point=True).encode(
+        x=alt.X("period:O", title=None, sort=sorted(set(mine["period"]))),
+        y=alt.Y("dollars_per_million:Q", title=f"$ per million {kind} tokens, fully loaded",
+                axis=alt.Axis(format="$,.3~f")),
         color=alt.Color("model:N", title="model", legend=alt.Legend(labelLimit=320)),
-        strokeDash=alt.StrokeDash("kind:N", title="tokens", sort=["blended", "input", "output"],
-                                  legend=alt.Legend(symbolType="stroke",
-                                                    symbolStrokeColor="#444",
-                                                    symbolStrokeWidth=2, symbolSize=300)),
         tooltip=["period", "model", "kind",
-                 alt.Tooltip("dollars_per_million:Q", format="$,.4f")]).properties(height=300)
+                 alt.Tooltip("dollars_per_million:Q", format="$,.4f")]).properties(height=260)
 
 
 def bars(frame: pd.DataFrame, value: str, title: str, fmt: str = "$,.2f") -> Chart:

@@ -72,7 +72,10 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
                 icon=":material/timeline:")
     else:
         with st.container(key="cost-per-token-chart"):
-            st.altair_chart(charts.cost_per_token(history), width="stretch")
+            for tab, kind in zip(st.tabs(["blended $/M", "output $/M", "input $/M"]),
+                                 ("blended", "output", "input"), strict=True):
+                with tab:
+                    st.altair_chart(charts.cost_per_token(history, kind), width="stretch")
     if view.requests == 0:
         st.info(f"No requests in {view.period.label} for this selection: {LEDGER_IMPORT}"
                 " records them.", icon=":material/receipt_long:")

@@ -50,7 +50,8 @@ class StoreError(ValueError):
 
 
 def open_store(url: str) -> Store:
-    """Open without migrating or creating anything: the page only reads."""
+    """Open without migrating or creating anything: the page reads (and keeps derived figures
+    in the period cache, which migration 0006 created)."""
     try:
         return Store.open_existing(url, migrate=False)
     except StoreUnreachableError as problem:
