@@ -120,7 +120,7 @@ def refresh(store: Store, progress: Progress | None = None) -> int:
         while chunk < end:
             stop = min(end, chunk + CHUNK_HOURS * HOUR)
             with store.engine.begin() as conn:
-                _recompute(conn, dialect, pod, chunk, stop)
+                _recompute(conn, dialect, pod, chunk, stop, last)
             if progress:
                 progress(f"roll-up {pod or '(no pod)'}: {_iso(chunk)[:10]}")
             chunk = stop
@@ -136,35 +136,113 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
-def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: float) -> None:
+def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: float,
+               last: int = 0) -> None:
     """Rebuild the pod's hours in [start, end) of both roll-ups from every ledger row that
-    can touch them (collectors/usage.py does the sums)."""
+    can touch them (collectors/usage.py does the sums). An hour whose roll-up counts more
+    requests than the ledger holds raw for it (its raw rows aged out, or it was loaded as a
+    roll-up) is never rebuilt from the few rows left: the new rows are added to it."""
     lo = datetime.fromtimestamp(start - LONGEST_REQUEST, UTC)
     hi = datetime.fromtimestamp(end, UTC)
     c = LEDGER.c
     names = [name for name in usage.RAW if name != "arrival_us"]
-    query = select(epoch_us(c.arrival, dialect).label("arrival_us"),
+    query = select(c.id, epoch_us(c.arrival, dialect).label("arrival_us"),
                    *(getattr(c, name) for name in names)).where(
         c.pod == pod, c.arrival >= lo, c.arrival < hi)
-    raw = pd.DataFrame(conn.execute(query).all(), columns=["arrival_us", *names])
+    raw = pd.DataFrame(conn.execute(query).all(), columns=["id", "arrival_us", *names])
+    hours = round((end - start) / HOUR)
+    aged = _aged_hours(conn, pod, start, end, raw, last)
     if raw.empty:
-        replace_hours(conn, [pod], start, end, None, None)
+        replace_hours(conn, [pod], start, end, None, None, keep=aged)
         return
     raw["arrival_us"] = raw["arrival_us"].astype("int64")
-    pod_hours, usage_rows = usage.summarise(raw, int(start) * usage.US,
-                                            round((end - start) / HOUR))
-    replace_hours(conn, [pod], start, end, pod_hours, usage_rows)
+    pod_hours, usage_rows = usage.summarise(raw.drop(columns=["id"]), int(start) * usage.US,
+                                            hours)
+    if not aged:
+        replace_hours(conn, [pod], start, end, pod_hours, usage_rows)
+        return
+    stamps = {_stamp(h) for h in aged}
+    replace_hours(conn, [pod], start, end, pod_hours[~pod_hours["hour"].isin(stamps)],
+                  usage_rows[~usage_rows["hour"].isin(stamps)], keep=aged)
+    added_hours, added_usage = usage.summarise(raw[raw["id"] > last].drop(columns=["id"]),
+                                               int(start) * usage.US, hours)
+    _add_to(conn, pod, stamps, added_hours[added_hours["hour"].isin(stamps)],
+            added_usage[added_usage["hour"].isin(stamps)])
+
+
+BIN_WIDTH = max(len(usage.LATENCY_BOUNDS), len(usage.TTFT_BOUNDS), len(usage.ITL_BOUNDS)) + 1
+
+
+def _bin_sum(texts: pd.Series) -> str:
+    return usage.encode(usage.decode(texts, BIN_WIDTH).sum(axis=0))
+
+
+def _stamp(seconds: float) -> pd.Timestamp:
+    return pd.Timestamp(seconds, unit="s", tz="UTC")
+
+
+def _aged_hours(conn: Connection, pod: str, start: float, end: float, raw: pd.DataFrame,
+                last: int) -> set[float]:
+    """Hours (epoch seconds) whose stored roll-up counts more requests than the raw rows
+    rolled up before (id ≤ last) that arrived in them."""
+    stored = conn.execute(select(HOURS.c.hour, HOURS.c.requests).where(
+        HOURS.c.pod == pod, HOURS.c.hour >= datetime.fromtimestamp(start, UTC),
+        HOURS.c.hour < datetime.fromtimestamp(end, UTC), HOURS.c.requests > 0)).all()
+    if not stored:
+        return set()
+    old = raw[raw["id"] <= last]
+    slots = (old["arrival_us"].astype("int64") // usage.HOUR_US).value_counts()
+    aged = set()
+    for hour, requests in stored:
+        stamp = pd.Timestamp(hour)
+        seconds = (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp).timestamp()
+        if requests > int(slots.get(int(seconds) * usage.US // usage.HOUR_US, 0)):
+            aged.add(seconds)
+    return aged
+
+
+def _add_to(conn: Connection, pod: str, stamps: set[pd.Timestamp], pod_hours: pd.DataFrame,
+            usage_rows: pd.DataFrame) -> None:
+    """Add new rows' sums to hours kept as a roll-up: counts, tokens, work and bins add up;
+    busy time is added, at most the hour (late rows may overlap requests no longer raw)."""
+    for table, frame, keys in ((HOURS, pod_hours, ["pod", "hour"]),
+                               (USAGE, usage_rows, list(usage.KEYS))):
+        if frame.empty:
+            continue
+        stored = pd.DataFrame(conn.execute(select(table).where(
+            table.c.pod == pod, table.c.hour.in_([s.to_pydatetime() for s in stamps]))).all(),
+            columns=[col.name for col in table.c])
+        if not stored.empty:
+            stored["hour"] = pd.to_datetime(stored["hour"], utc=True)
+        both = pd.concat([stored, frame], ignore_index=True)
+        bins = [name for name in both.columns if name.endswith("_counts")]
+        sums = [name for name in both.columns if name not in keys and name not in bins]
+        merged = both.groupby(keys, sort=True)[sums].sum().reset_index()
+        for name in bins:
+            merged[name] = both.groupby(keys, sort=True)[name].agg(_bin_sum).to_numpy()
+        if "busy_seconds" in merged:
+            merged["busy_seconds"] = merged["busy_seconds"].clip(upper=HOUR)
+        conn.execute(delete(table).where(
+            table.c.pod == pod, table.c.hour.in_([s.to_pydatetime() for s in stamps])))
+        records = [{str(k): v for k, v in r.items()} for r in merged.to_dict("records")]
+        for record in records:
+            record["hour"] = record["hour"].to_pydatetime()
+        conn.execute(table.insert(), records)
 
 
 def replace_hours(conn: Connection, pods: list[str], start: float, end: float,
-                  pod_hours: pd.DataFrame | None, usage_rows: pd.DataFrame | None) -> None:
+                  pod_hours: pd.DataFrame | None, usage_rows: pd.DataFrame | None,
+                  keep: set[float] | None = None) -> None:
     """The pods' hours in [start, end) (epoch seconds) of both roll-ups become these rows
-    (collectors/usage.py's shape). A loader that summarised its own rows writes them here
-    and then calls `mark_current`, so they are not read back and summed again."""
+    (collectors/usage.py's shape), except the `keep` hours, left as they are. A loader that
+    summarised its own rows writes them here and then calls `mark_current`, so they are not
+    read back and summed again."""
     lo, hi = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+    kept = [datetime.fromtimestamp(h, UTC) for h in sorted(keep or ())]
     for table in (HOURS, USAGE):
-        conn.execute(delete(table).where(table.c.pod.in_(pods), table.c.hour >= lo,
-                                         table.c.hour < hi))
+        where = (table.c.pod.in_(pods), table.c.hour >= lo, table.c.hour < hi)
+        conn.execute(delete(table).where(*where, table.c.hour.not_in(kept))
+                     if kept else delete(table).where(*where))
     for table, frame in ((HOURS, pod_hours), (USAGE, usage_rows)):
         if frame is not None and not frame.empty:
             records = [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import itertools
 import subprocess
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from sqlmodel import select
 
+from collectors import rollup
 from collectors.demo_company.load import load
 from collectors.store import Store
 from collectors.tables import (
@@ -155,3 +156,45 @@ def test_demo_data_command(tmp_path: Path) -> None:
         assert "months" in done.stderr  # progress on the long part
         assert (run == 2) == ("already loaded" in done.stderr)
     assert (tmp_path / "c" / "repo" / ".git" / "demo-marks").is_file()
+
+
+def test_a_late_request_adds_to_an_hour_whose_raw_rows_are_gone(store: Store,
+                                                               tmp_path: Path) -> None:
+    """Older months are a roll-up with no raw rows behind them (as when raw partitions age
+    out): a late request for such an hour is added to it, never rebuilds it from itself."""
+    load(store, make(tmp_path / "c", 2, 11, END, base_per_day=30, raw_days=2),
+         say=lambda _line: None)
+    hour = datetime(2026, 9, 15, 14, tzinfo=UTC)
+
+    def others() -> list[tuple[str, datetime, int, float]]:  # every other pod-hour
+        with store.session() as s:
+            return sorted((h.pod, h.hour.replace(tzinfo=None), h.requests, h.busy_seconds)
+                          for h in s.exec(select(LedgerHour)).all()
+                          if h.hour.replace(tzinfo=None) != hour.replace(tzinfo=None))
+
+    rest = others()
+    with store.session() as s:
+        before = s.get(LedgerHour, ("vllm-0", hour))
+        usage_before = s.exec(select(LedgerUsage).where(LedgerUsage.hour == hour)).all()
+    assert before is not None and before.requests > 1
+    late = {"source": "late", "request_id": "late-1", "tenant": "tenant-0000",
+            "model": usage_before[0].model, "feature": "chat", "endpoint": "chat",
+            "pod": "vllm-0", "gpu": "", "arrival": hour + timedelta(minutes=30),
+            "finish": hour + timedelta(minutes=30, seconds=2), "outcome": "ok",
+            "http_status": 200, "e2e_latency": 2.0, "time_to_first_token": 0.2,
+            "prompt_tokens": 1000, "output_tokens": 50}
+    with store.session() as s:
+        store.insert_ignore(s, LedgerRow, [late])
+        s.commit()
+    assert rollup.refresh(store) == 1
+    with store.session() as s:
+        after = s.get(LedgerHour, ("vllm-0", hour))
+        usage_after = s.exec(select(LedgerUsage).where(LedgerUsage.hour == hour)).all()
+    assert after is not None
+    assert (after.requests, after.input_tokens) == (before.requests + 1,
+                                                    before.input_tokens + 1000)
+    assert before.busy_seconds <= after.busy_seconds <= 3600
+    assert sum(u.requests for u in usage_after) == sum(u.requests for u in usage_before) + 1
+    assert sum(u.output_tokens for u in usage_after) == \
+        sum(u.output_tokens for u in usage_before) + 50
+    assert others() == rest  # every other hour, raw or roll-up, is left as it was
