@@ -56,6 +56,8 @@ def test_report_and_focus_export_add_up_to_the_bill(store: Store, tmp_path: Path
 def test_cost_command_errors_are_one_line(tmp_path: Path) -> None:
     cli = str(ROOT / ".venv" / "bin" / "llmkpi")
     database = str(tmp_path / "empty.sqlite")
+    subprocess.run([cli, "db", "upgrade", "--database", database], check=True,
+                   capture_output=True)  # an empty store: reading commands create none
     for args, message in [
         (["report", "--at", "2026-10"], "no GPU inventory in the store"),
         (["report", "--period", "year", "--at", "2026"], "--period 'year': choose one of"),
