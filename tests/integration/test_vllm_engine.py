@@ -234,9 +234,12 @@ def test_sidecar_ttft_agrees_with_vllms_histogram(run: Run) -> None:
     # tokens out late (seen: up to 0.3 s on 2 cores); a wrong join or clock is off by seconds.
     # vLLM's first-token instant is rebuilt from two processes' clocks (front-end finish
     # minus the engine core's decode span): a few ms either way is that rebuild, not order.
+    # (A wrong join is off for most requests; one first token held back by a 2-core machine
+    # that is busy elsewhere was seen at 1.6 s: the tail is judged at its 90th percentile.)
     assert min(delivery) > -0.020, sorted(delivery)
     assert statistics.median(delivery) < 0.050, sorted(delivery)
-    assert max(delivery) < 1.0, sorted(delivery)
+    assert sorted(delivery)[int(0.9 * (len(delivery) - 1))] < 1.0, sorted(delivery)
+    assert max(delivery) < 5.0, sorted(delivery)
     # Time spent in vLLM's front end before its clock starts: the sidecar sees it, vLLM not.
     assert min(before_vllm) > -0.005, sorted(before_vllm)
     print(f"\nfront-end time before vLLM's TTFT clock: median"
