@@ -10,7 +10,7 @@ HELP = ("the whole stack on the demo company: load, reports, Prometheus with the
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=45.0)
     parser.add_argument("--rps", type=float, default=6.0)
     parser.add_argument("--workdir", default=".demo")
     parser.add_argument("--months", type=int, default=12, help="months of demo-company history")
