@@ -90,11 +90,10 @@ def latest_data(store: Store) -> datetime | None:
         arrival = conn.execute(select(func.max(col(LedgerRow.arrival)))).scalar()
         hour = conn.execute(select(func.max(col(LedgerUsage.hour)))).scalar()
         month = conn.execute(select(func.max(col(FinanceMonth.month)))).scalar()
-    stamps = [_utc(arrival)] if arrival is not None else []
+    if arrival is not None and (hour is None or _utc(arrival) >= _utc(hour)):
+        return _utc(arrival)  # raw rows reach the roll-up's newest hour: they say when
     if hour is not None:
-        stamps.append(_utc(hour) + timedelta(hours=1) - timedelta(seconds=1))
-    if stamps:
-        return max(stamps)
+        return _utc(hour) + timedelta(hours=1) - timedelta(seconds=1)
     if month is not None:
         return period_containing("month", month).end - timedelta(seconds=1)
     return None

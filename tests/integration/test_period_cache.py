@@ -14,7 +14,7 @@ from app import data
 from collectors import rollup
 from collectors.demo_company.load import load
 from collectors.store import Store
-from collectors.tables import KpiPeriodCache, LedgerRow
+from collectors.tables import KpiPeriodCache, LedgerRow, LedgerUsage
 from kpi_mapping import period_cache
 from kpi_mapping.config import KpiConfig
 from kpi_mapping.periods import parse_period, period_containing
@@ -86,3 +86,27 @@ def test_a_running_period_is_never_kept(store: Store) -> None:
     assert period_cache.keep(store, {now: {}}, KpiConfig()) == 0
     assert entries(store) == 0
     assert period_cache.closed(now, now.end + timedelta(seconds=1))
+
+
+def test_latest_data_is_the_newest_request_not_the_end_of_its_hour(store: Store) -> None:
+    from kpi_mapping.data import latest_data
+
+    hour = datetime(2026, 11, 30, 15, tzinfo=UTC)
+    with store.session() as session:
+        store.insert_ignore(session, LedgerUsage, [{
+            "pod": "p", "hour": hour, "tenant": "t", "feature": "f", "model": "m",
+            "requests": 1, "ok": 1, "failed": 0, "throttled": 0, "cancelled": 0,
+            "input_tokens": 1, "cached_tokens": 0, "output_tokens": 1, "prefill_us": 1,
+            "decode_us": 1, "ttft_counts": "{}", "itl_counts": "{}"}])
+        session.commit()
+    # a roll-up with no raw rows behind it: its hour's last second
+    assert latest_data(store) == hour + timedelta(minutes=59, seconds=59)
+    with store.session() as session:
+        store.insert_ignore(session, LedgerRow, [{
+            "source": "s", "request_id": "r", "tenant": "t", "model": "m", "feature": "f",
+            "endpoint": "chat", "pod": "p", "gpu": "", "arrival": hour + timedelta(minutes=31),
+            "finish": hour + timedelta(minutes=32), "outcome": "ok", "http_status": 200,
+            "e2e_latency": 60.0}])
+        session.commit()
+    # raw rows in that hour: the newest request, not a time still to come
+    assert latest_data(store) == hour + timedelta(minutes=31)
