@@ -47,7 +47,7 @@ def cost_per_token(frame: pd.DataFrame, kind: str) -> Chart:
     mine = frame[frame["kind"] == kind]
     return alt.Chart(mine).mark_line(point=True).encode(
         x=alt.X("period:O", title=None, sort=sorted(set(mine["period"]))),
-        y=alt.Y("dollars_per_million:Q", title=f"$ per million {kind} tokens, fully loaded",
+        y=alt.Y("dollars_per_million:Q", title=f"$/M {kind} tokens, loaded",
                 axis=alt.Axis(format="$,.3~f")),
         color=alt.Color("model:N", title="model", legend=alt.Legend(labelLimit=320)),
         tooltip=["period", "model", "kind",
