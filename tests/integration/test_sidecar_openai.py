@@ -44,7 +44,9 @@ def test_sidecar_ttft_agrees_with_the_client(
     # The client's TTFT also holds the openai client's own request building and chunk parsing
     # (~3 ms a request on a 2-core machine); the sidecar's starts when the request arrives.
     diffs.sort()
-    assert statistics.median(diffs) < 0.006, diffs
+    # (agreement, not speed: ~5 ms here, 6.1 ms once on a busy shared machine; what the
+    # sidecar costs is measured side by side in bench/sidecar_overhead)
+    assert statistics.median(diffs) < 0.008, diffs
     assert diffs[int(0.9 * len(diffs))] < 0.012, diffs
 
 
