@@ -75,7 +75,8 @@ L4_LLAMA3_8B = Profile(
     attention_per_kv_token=0.00000044,
 )
 
-L4_LLAMA32_3B = Profile(
+L4_LLAMA32_3B = replace(  # the same card and scheduler limits, a smaller model
+    L4_LLAMA3_8B,
     name="l4-llama3.2-3b",
     doc=(
         "Llama-3.2-3B in BF16 on one 24 GB L4: 6.4 GB of weights at ~300 GB/s makes a decode"
@@ -84,10 +85,6 @@ L4_LLAMA32_3B = Profile(
     ),
     model="meta-llama/Llama-3.2-3B-Instruct",
     num_blocks=8_000,
-    block_size=16,
-    max_num_seqs=128,
-    max_batched_tokens=4096,
-    max_model_len=8192,
     step_overhead=0.024,
     prefill_per_token=0.000100,
     decode_per_seq=0.000060,
