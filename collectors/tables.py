@@ -21,9 +21,11 @@ class LedgerRow(SQLModel, table=True):
     """One inference request, from a RequestRecord (sidecar or plugin)."""
 
     __tablename__ = "ledger"
-    # (pod, arrival): the roll-up and cost allocation read one pod's time window at a time
+    # (pod, arrival): the roll-up and cost allocation read one pod's time window at a time;
+    # (arrival): the page's "as of" is the newest request
     __table_args__ = (UniqueConstraint("source", "request_id"),
-                      Index("ix_ledger_pod_arrival", "pod", "arrival"))
+                      Index("ix_ledger_pod_arrival", "pod", "arrival"),
+                      Index("ix_ledger_arrival", "arrival"))
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=16)
     request_id: str = Field(max_length=128)
@@ -254,6 +256,8 @@ class LedgerUsage(SQLModel, table=True):
     are counted in the live histograms' bins (sparse JSON)."""
 
     __tablename__ = "ledger_usage"
+    # every reader takes a time window of every pod: the key starts with the pod
+    __table_args__ = (Index("ix_ledger_usage_hour", "hour"),)
     pod: str = Field(primary_key=True, max_length=128)
     hour: datetime = Field(sa_column=utc_column(primary_key=True))
     tenant: str = Field(primary_key=True, max_length=64)
