@@ -75,7 +75,8 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
             for tab, kind in zip(st.tabs(["blended $/M", "output $/M", "input $/M"]),
                                  ("blended", "output", "input"), strict=True):
                 with tab:
-                    st.altair_chart(charts.cost_per_token(history, kind), width="stretch")
+                    st.vega_lite_chart(*charts.cost_per_token(history, kind),
+                                       width="stretch")
     if view.requests == 0:
         st.info(f"No requests in {view.period.label} for this selection: {LEDGER_IMPORT}"
                 " records them.", icon=":material/receipt_long:")
@@ -84,8 +85,8 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
     tabs = st.tabs(["by tenant", "by feature", "by model"])
     for tab, frame in zip(tabs, (view.tenants, view.features, view.models), strict=True):
         with tab:
-            st.altair_chart(charts.bars(frame, "loaded_cost", "GPU cost, fully loaded"),
-                            width="stretch")
+            st.vega_lite_chart(*charts.bars(frame, "loaded_cost", "GPU cost, fully loaded"),
+                               width="stretch")
     columns = {"name": "model", "loaded_input_per_m": "$/M input",
                "loaded_output_per_m": "$/M output", "loaded_blended_per_m": "$/M blended",
                "busy_blended_per_m": "$/M blended, busy-time", "tokens": "tokens",
@@ -107,4 +108,4 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
                 " shows each tenant's margin here.", icon=":material/savings:")
     else:
         with st.container(key="margin-chart"):
-            st.altair_chart(charts.margins(view.margin), width="stretch")
+            st.vega_lite_chart(*charts.margins(view.margin), width="stretch")

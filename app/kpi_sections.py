@@ -58,8 +58,8 @@ def render_north_star(report: Report, config: KpiConfig) -> None:
                        f" {TREND.get(side['trend'] or '', 'too few periods to say')}")
             frame = _history_frame(report, side["history"])
             if len(frame) > 1:
-                st.altair_chart(charts.trend(frame, "$ per year", "$,.0f"),
-                                width="stretch")
+                st.vega_lite_chart(*charts.trend(frame, "$ per year", "$,.0f"),
+                                   width="stretch")
 
 
 def _side(title: str, value: Value, change: float | None, unit: str, per: str = "") -> None:
@@ -150,8 +150,8 @@ def render_scorecard(report: Report, history: int, config: KpiConfig | None = No
             with spark:
                 values = row.cto_history[-history:]
                 if sum(v is not None for v in values) > 1:
-                    frame, spec = charts.sparkline(shown, values, row.band)
-                    st.vega_lite_chart(frame, spec, width="stretch")
+                    st.vega_lite_chart(*charts.sparkline(shown, values, row.band),
+                                       width="stretch")
                     st.caption(f"CTO metric, {shown[0]} to {shown[-1]}")
                 else:
                     st.caption("no history yet")

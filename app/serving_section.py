@@ -71,8 +71,8 @@ def render(view: ServingView, uptime: Value, period: str,
         if len(view.daily) > 1:
             ttft_slo = next((s.slo.default.threshold_seconds for s in view.slos
                              if s.slo.sli == "ttft"), None)
-            st.altair_chart(charts.daily(view.daily, "ttft_p95", "TTFT p95 per day (s)",
-                                         ttft_slo), width="stretch")
+            st.vega_lite_chart(*charts.daily(view.daily, "ttft_p95", "TTFT p95 per day (s)",
+                                             ttft_slo), width="stretch")
     if live is not None:
         st.markdown("**Live, from Prometheus**")
         columns = st.columns(max(1, len(live)))
