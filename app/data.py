@@ -24,11 +24,13 @@ from kpi_mapping import cost_report, inputs, period_cache, report
 from kpi_mapping import health as health_mod
 from kpi_mapping.config import KpiConfig
 from kpi_mapping.cost import (
+    NANO_COLUMNS,
     Allocation,
     NoGpuInventoryError,
     by,
     fleet_per_million,
     margin_by_tenant,
+    over_hours,
     per_million_tokens,
 )
 from kpi_mapping.data import choices, latest_data
@@ -101,6 +103,8 @@ def warm(store: Store, config: KpiConfig, slos: Sequence[Slo],
             continue
         for period in (closed[0], closed[-1]):  # their spans cover every offered period
             report.read(store, period, config)
+        for period in closed:
+            priced(store, period)
         cost_points(store, closed)
         for period in closed:
             serving(store, period, Filters(), slos, throttled_is_failure)
@@ -187,12 +191,50 @@ class Priced:
 
 def priced(store: Store, period: Period) -> Priced | None:
     """The period's GPU bill allocated to its requests; None when no GPU inventory is
-    imported (any other problem is raised: it is not an empty state)."""
+    imported (any other problem is raised: it is not an empty state). A closed period's
+    allocation is kept in the store's period cache summed over hours (`over_hours`: every
+    figure the page shows of it is a grouping by pod, tenant, feature or model, unchanged)."""
+    found = period_cache.lookup_texts(store, "priced", [period], COST_KEY)
+    if period.start in found:
+        doc = json.loads(found[period.start])
+        return None if doc is None else _priced_from(period, doc)
     try:
         allocation, revenue = cost_report.compute(store, period)
     except NoGpuInventoryError:
+        period_cache.keep_texts(store, "priced", {period: "null"}, COST_KEY)
         return None
-    return Priced(period, allocation, revenue)
+    made = Priced(period, allocation, revenue)
+    if period_cache.closed(period):
+        period_cache.keep_texts(store, "priced", {period: _priced_doc(made)}, COST_KEY)
+    return made
+
+
+def _records(frame: pd.DataFrame) -> list[list[Any]]:
+    return [[None if pd.isna(v) else v.item() if hasattr(v, "item") else
+             v.isoformat() if hasattr(v, "isoformat") else v for v in row]
+            for row in frame.itertuples(index=False, name=None)]
+
+
+def _priced_doc(whole: Priced) -> str:
+    kept = over_hours(whole.allocation)
+    return json.dumps({
+        "usage": {"columns": list(kept.usage.columns), "rows": _records(kept.usage)},
+        "pods": {"columns": list(kept.pods.columns), "rows": _records(kept.pods)},
+        "revenue": {"columns": list(whole.revenue.columns),
+                    "rows": _records(whole.revenue)},
+        "allocated_cents": kept.allocated_cents, "bill_cents": kept.bill_cents})
+
+
+def _priced_from(period: Period, doc: dict[str, Any]) -> Priced:
+    usage = pd.DataFrame(doc["usage"]["rows"], columns=doc["usage"]["columns"])
+    for name in NANO_COLUMNS:
+        usage[name] = usage[name].astype("Int64")
+    pods = pd.DataFrame(doc["pods"]["rows"], columns=doc["pods"]["columns"])
+    revenue = pd.DataFrame(doc["revenue"]["rows"], columns=doc["revenue"]["columns"])
+    if "month" in revenue:
+        revenue["month"] = pd.to_datetime(revenue["month"]).dt.date
+    return Priced(period, Allocation(usage, pods, int(doc["allocated_cents"]),
+                                     int(doc["bill_cents"])), revenue)
 
 
 def cost(whole: Priced | None, filters: Filters,

@@ -252,6 +252,26 @@ def _finish(rows: pd.DataFrame, pod_rows: dict[str, dict[str, float]],
                       int(out["bill_cents"].sum()))
 
 
+GROUP_KEYS = ("pod", "tenant", "feature", "model")
+
+
+def over_hours(allocation: Allocation) -> Allocation:
+    """The allocation with its usage rows summed over hours per (pod, tenant, feature, model),
+    priced rows apart from unpriced ones. Every amount is an integer sum, so every grouping
+    by those keys (`by`, `subset`, `per_million_tokens`, `margin_by_tenant`,
+    `fleet_per_million`) is unchanged: a month in ~100 rows instead of thousands (what the
+    page keeps of a closed period)."""
+    rows = allocation.usage
+    priced = rows["input_nano"].notna().rename("_priced")
+    numeric = [c for c in rows.columns if c in usage.COUNTS or c in NANO_COLUMNS]
+    summed = rows[[*GROUP_KEYS, *numeric]].assign(_priced=priced).groupby(
+        [*GROUP_KEYS, "_priced"], sort=True)[numeric].sum().reset_index()
+    for name in NANO_COLUMNS:
+        summed[name] = summed[name].astype("Int64")
+        summed.loc[~summed["_priced"], name] = pd.NA
+    return replace(allocation, usage=summed.drop(columns="_priced"))
+
+
 def by(allocation: Allocation, key: str | list[str]) -> pd.DataFrame:
     """Requests, tokens and cost by tenant, feature, model, pod (or several keys) over
     priced usage rows: busy-time cents (input + output) and fully loaded cents, each grouping

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
@@ -15,7 +16,7 @@ from collectors import rollup
 from collectors.demo_company.load import load
 from collectors.store import Store
 from collectors.tables import KpiPeriodCache, LedgerRow, LedgerUsage
-from kpi_mapping import period_cache
+from kpi_mapping import cost_report, period_cache
 from kpi_mapping.config import KpiConfig
 from kpi_mapping.periods import parse_period, period_containing
 from kpi_mapping.report import read
@@ -34,6 +35,16 @@ def entries(store: Store) -> int:
 
 def rows(report: object) -> list[dict[str, object]]:
     return [asdict(r) for r in report.rows]  # type: ignore[attr-defined]
+
+
+def same_view(kept: data.CostView | None, computed: data.CostView | None) -> None:
+    assert kept is not None and computed is not None
+    for name, value in vars(computed).items():
+        if isinstance(value, pd.DataFrame):
+            pd.testing.assert_frame_equal(getattr(kept, name).reset_index(drop=True),
+                                          value.reset_index(drop=True), check_dtype=False)
+        else:
+            assert getattr(kept, name) == value, name
 
 
 def test_cached_periods_answer_what_computing_does_until_the_data_changes(
@@ -63,6 +74,19 @@ def test_cached_periods_answer_what_computing_does_until_the_data_changes(
         [(s.slo.name, s.bad, s.budget_remaining, s.exhausted_on) for s in health.slos]
     assert again.daily.equals(health.daily)
 
+    # a closed period's allocation, kept summed over hours, shows what allocating shows
+    fresh_priced = data.Priced(OCTOBER, *cost_report.compute(store, OCTOBER))
+    assert data.priced(store, OCTOBER) is not None  # computes and keeps
+    kept_priced = data.priced(store, OCTOBER)
+    assert kept_priced is not None
+    assert len(kept_priced.allocation.usage) < len(fresh_priced.allocation.usage) / 10
+    model = str(fresh_priced.allocation.usage["model"].iloc[0])
+    for filters in (data.Filters(), data.Filters(tenants=("tenant-0000", "tenant-0002")),
+                    data.Filters(models=(model,))):
+        for basis in ("fully_loaded", "busy_time"):
+            same_view(data.cost(kept_priced, filters, basis),
+                      data.cost(fresh_priced, filters, basis))
+
     # a late request for October: the roll-up of October changes, its entry is stale
     late = {"source": "late", "request_id": "late-1", "tenant": "tenant-0000",
             "model": "m", "feature": "chat", "endpoint": "chat", "pod": "vllm-0", "gpu": "",
@@ -75,6 +99,9 @@ def test_cached_periods_answer_what_computing_does_until_the_data_changes(
         session.commit()
     rollup.refresh(store)
     assert OCTOBER.start not in period_cache.lookup(store, [OCTOBER], config)
+    repriced = data.priced(store, OCTOBER)
+    assert repriced is not None
+    assert repriced.allocation.requests == fresh_priced.allocation.requests + 1
     fresh = read(store, OCTOBER, config)
     assert fresh.row(13).cto.detail["requests"] == first.row(13).cto.detail["requests"] + 1
 

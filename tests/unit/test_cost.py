@@ -19,6 +19,7 @@ from kpi_mapping.cost import (
     by,
     fleet_per_million,
     margin_by_tenant,
+    over_hours,
     per_million_tokens,
     regimes,
 )
@@ -217,3 +218,25 @@ def test_every_grouping_plus_idle_is_the_bill(rows: list[tuple[Any, ...]], price
     if per_m is not None and result.allocated_cents:
         assert round(per_m * tokens / 1e6 * 100) == bill
     assert result.usage[result.usage["pod"] == "c"]["input_nano"].isna().all()
+
+
+def test_summed_over_hours_every_grouping_is_unchanged() -> None:
+    two_hours = T0 + timedelta(hours=2)
+    ledger = pd.DataFrame([
+        request("p", 0, 10, 90, tenant="acme"),          # hour 0
+        request("p", 3700, 20, 80, tenant="acme"),       # hour 1: the same group
+        request("p", 3800, 5, 5, tenant="beta", model="n"),
+        request("nowhere", 10, 1, 1, tenant="acme"),     # no price: stays unpriced
+    ])
+    result = allocate(ledger, inventory(("p", 3.60, 1)), T0, two_hours)
+    summed = over_hours(result)
+    # acme on p in hours 0 and 1 becomes one row; beta on p; acme on the unpriced pod
+    assert len(result.usage) == 4 and len(summed.usage) == 3
+    assert summed.unpriced["pod"].tolist() == ["nowhere"]
+    for key in ("tenant", "feature", "model", "pod", ["tenant", "model"]):
+        pd.testing.assert_frame_equal(by(summed, key), by(result, key))
+    assert fleet_per_million(summed) == fleet_per_million(result)
+    assert (summed.bill_cents, summed.allocated_cents, summed.requests) == (
+        result.bill_cents, result.allocated_cents, 4)
+    empty = over_hours(allocate(ledger.iloc[:0], inventory(("p", 3.60, 1)), T0, two_hours))
+    assert by(empty, "tenant").empty and empty.bill_cents == 720  # 2 h × $3.60, all idle
