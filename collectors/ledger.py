@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import statistics
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from collectors import usage
 from collectors.store import Store
-from collectors.tables import EngineSnapshotRow, LedgerRow
+from collectors.tables import EngineSnapshotRow, JournalOffset, LedgerRow
 from engine_shim.records import EngineSnapshot, RequestRecord
 
 log = logging.getLogger(__name__)
@@ -117,3 +118,36 @@ class LedgerSink:
         self._full.set()
         self._thread.join(10)
         self.flush()
+
+
+class LedgerConsumer:
+    """The ledger as a durable journal consumer (engine_shim/tailer.py): a batch's rows and
+    the journal position after it are committed in one transaction, so a telemetry process
+    killed at any instant resumes exactly after the last committed batch. Rows are still
+    inserted or ignored by (source, request_id): a journal read twice by mistake stays
+    one row per request."""
+
+    name = "ledger"
+
+    def __init__(self, store: Store, journal: str, *, gpu: str = "") -> None:
+        self.store = store
+        self.key = f"ledger:{journal}"
+        self.gpu = gpu
+        self.written = 0
+
+    def resume_at(self) -> tuple[int, int]:
+        with self.store.session() as session:
+            row = session.get(JournalOffset, self.key)
+            return (0, 0) if row is None else (int(row.segment), int(row.offset))
+
+    def consume(self, records: Sequence[RequestRecord], end: tuple[int, int]) -> None:
+        rows = [ledger_row(r, self.gpu) for r in records]
+        with self.store.session() as session:
+            self.store.insert_ignore(session, LedgerRow, rows)
+            session.merge(JournalOffset(consumer=self.key, segment=end[0], offset=end[1],
+                                        updated=datetime.now(UTC)))
+            session.commit()
+        self.written += len(rows)
+
+    def close(self) -> None:
+        """Everything consumed is committed already."""

@@ -310,3 +310,15 @@ class ImportLog(SQLModel, table=True):
     sha256: str = Field(max_length=64)
     rows: int
     imported: datetime = Field(sa_column=utc_column())
+
+
+class JournalOffset(SQLModel, table=True):
+    """Where a durable journal consumer is (engine_shim/journal.py): committed in the same
+    transaction as the ledger rows derived from the lines before it, so a telemetry process
+    killed at any instant resumes exactly there. One row per journal (its id) and consumer."""
+
+    __tablename__ = "journal_offset"
+    consumer: str = Field(primary_key=True, max_length=200)
+    segment: int = Field(sa_type=BigInteger)
+    offset: int = Field(sa_type=BigInteger)
+    updated: datetime = Field(sa_column=utc_column())

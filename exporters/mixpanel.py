@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -278,3 +278,28 @@ class MixpanelSink:
 
     def close(self) -> None:
         """The outbox already holds everything tracked."""
+
+
+class MixpanelJournalConsumer:
+    """The outbox as a durable journal consumer (engine_shim/tailer.py): a batch's events
+    and the journal position after it commit in one SQLite transaction, so a killed
+    telemetry process resumes exactly after the last committed batch."""
+
+    name = "mixpanel"
+
+    def __init__(self, sink: MixpanelSink, journal: str) -> None:
+        self.sink = sink
+        self.outbox = sink.events.outbox
+        self.key = f"mixpanel:{journal}"
+
+    def resume_at(self) -> tuple[int, int]:
+        return self.outbox.position(self.key)
+
+    def consume(self, records: Sequence[RequestRecord], end: tuple[int, int]) -> None:
+        with self.outbox.transaction():
+            for record in records:
+                self.sink.record(record)
+            self.outbox.set_position(self.key, end)
+
+    def close(self) -> None:
+        """Everything consumed is committed already."""

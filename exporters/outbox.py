@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, seq);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS journal_offset (
+    consumer TEXT PRIMARY KEY,
+    segment INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL
+);
 """
 
 
@@ -86,6 +93,33 @@ class Outbox:
                 " VALUES (?, ?, ?, ?, ?)", (insert_id, event, body, len(body), time.time()))
             self._count += cursor.rowcount
         return True
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything added inside (and `set_position`) commits together or not at all."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            with self._lock:
+                self._count = self._pending_and_quarantined()
+            raise
+        db.execute("COMMIT")
+
+    def position(self, consumer: str) -> tuple[int, int]:
+        """Where a journal consumer feeding this outbox committed last ((0, 0): never)."""
+        row = self._db().execute('SELECT segment, "offset" FROM journal_offset'
+                                 " WHERE consumer = ?", (consumer,)).fetchone()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def set_position(self, consumer: str, end: tuple[int, int]) -> None:
+        """Inside `transaction`: the journal position after the events just added."""
+        self._db().execute('INSERT INTO journal_offset (consumer, segment, "offset")'
+                           " VALUES (?, ?, ?) ON CONFLICT(consumer) DO UPDATE SET"
+                           ' segment = excluded.segment, "offset" = excluded."offset"',
+                           (consumer, end[0], end[1]))
 
     def take(self, max_events: int, max_bytes: int) -> list[Pending]:
         """The oldest pending events that fit in one request."""

@@ -179,6 +179,25 @@ class LabelledPairCollector(Collector):
 
 
 PluginCost = Callable[[], Mapping[str, tuple[int, float]]]
+JournalStats = Callable[[], Mapping[str, tuple[float, float, float, float]]]
+
+
+class JournalCollector(Collector):
+    """Each journal consumer's records, failed batches, quarantined lines and lag, read live
+    as {consumer: (records, failures, quarantined, lag bytes)}."""
+
+    SPECS = (catalog.JOURNAL_RECORDS, catalog.JOURNAL_FAILURES, catalog.JOURNAL_QUARANTINED,
+             catalog.JOURNAL_LAG)
+
+    def __init__(self, read: JournalStats) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        families = [catalog_family(spec, spec.labels) for spec in self.SPECS]
+        for key, values in sorted(self._read().items()):
+            for family, value in zip(families, values, strict=True):
+                family.add_metric([key], value)
+        return families
 
 
 class OutboxCollector(Collector):
@@ -221,6 +240,10 @@ class PrometheusExporter:
         """The vLLM plugin's own cost per engine: calls and seconds inside record()."""
         self.registry.register(LabelledPairCollector(
             catalog.PLUGIN_RECORD_CALLS, catalog.PLUGIN_RECORD_SECONDS, cost))
+
+    def watch_journal(self, stats: JournalStats) -> None:
+        """The journal consumers' progress (engine_shim/tailer.py), read at scrape time."""
+        self.registry.register(JournalCollector(stats))
 
     def watch_outbox(self, stats: Callable[[], Any]) -> None:
         self.registry.register(OutboxCollector(stats))

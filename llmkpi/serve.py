@@ -8,18 +8,28 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from engine_shim import journal
 from engine_shim.dispatch import BoundedSink, FanOut
+from engine_shim.journal import JournalWriter
 from engine_shim.proxy import Sidecar, SidecarConfig
 from engine_shim.records import RecordSink
 from engine_shim.simulator.profiles import get_profile
 from engine_shim.simulator.server import Simulator, build_app
+from engine_shim.tailer import JournalConsumer, Tailer, VolatileConsumer
 from engine_shim.tenancy import TenantResolver, load_alias_file
 from exporters.jsonl import JsonLinesSink
-from exporters.mixpanel import MixpanelSender, MixpanelSink, MixpanelTarget, ProductEvents
+from exporters.mixpanel import (
+    MixpanelJournalConsumer,
+    MixpanelSender,
+    MixpanelSink,
+    MixpanelTarget,
+    ProductEvents,
+)
 from exporters.otel import OtelExporter, otlp_exporter
 from exporters.outbox import Outbox
 from exporters.prometheus import PrometheusExporter
@@ -102,6 +112,56 @@ def build_sinks(settings: SinkSettings, exporter: PrometheusExporter,
     return fan_out
 
 
+@dataclass
+class JournalWiring:
+    """The data plane's sink (records to the journal, engine snapshots to the sinks), the
+    tailer feeding every sink from the journal, and what to close after the data plane."""
+
+    plane: RecordSink
+    tailer: Tailer
+    snapshots: FanOut
+
+    def close(self) -> None:
+        self.plane.close()
+        self.tailer.close()
+        self.snapshots.close()
+
+
+def build_journal(settings: SidecarSettings, exporter: PrometheusExporter) -> JournalWiring:
+    """Every configured sink as a consumer of the journal: the ledger and the outbox durable
+    (their position committed with their rows), the others volatile (docs/record-contract.md).
+    Engine snapshots still go to the sinks directly, each behind its bounded queue."""
+    assert settings.journal is not None
+    folder, sinks = settings.journal, settings.sinks
+    name = journal.journal_id(folder)
+    consumers: list[JournalConsumer] = [VolatileConsumer(exporter.sink, folder)]
+    snapshot_sinks: list[RecordSink] = [exporter.sink]
+    if sinks.ledger_url is not None:
+        from collectors.ledger import LedgerConsumer, LedgerSink
+        from collectors.store import Store
+
+        log.info("request ledger in %s, fed from the journal %s", sinks.ledger_url, folder)
+        store = Store.open(sinks.ledger_url)
+        consumers.append(LedgerConsumer(store, name, gpu=sinks.gpu))
+        snapshot_sinks.append(LedgerSink(store, gpu=sinks.gpu, pod=sinks.pod))
+    events, _sender = events_sink(sinks.events, exporter)
+    if isinstance(events, MixpanelSink):
+        consumers.append(MixpanelJournalConsumer(events, name))
+        snapshot_sinks.append(events)
+    if sinks.records_out is not None:
+        consumers.append(VolatileConsumer(JsonLinesSink(sinks.records_out), folder))
+    spans = tracing_sink(sinks.tracing)
+    if spans is not None:
+        consumers.append(VolatileConsumer(spans, folder))
+    snapshots = FanOut([BoundedSink(s, capacity=sinks.sink_queue) for s in snapshot_sinks])
+    exporter.watch_sinks(snapshots.stats)
+    tailer = Tailer(folder, consumers)
+    exporter.watch_journal(tailer.metrics)
+    plane = JournalWriter(folder, max_bytes=settings.journal_max_bytes, snapshots=snapshots)
+    tailer.start()
+    return JournalWiring(plane, tailer, snapshots)
+
+
 def build_sidecar(settings: SidecarSettings, sink: RecordSink) -> Sidecar:
     aliases = load_alias_file(settings.tenant_aliases).by_hash if settings.tenant_aliases \
         else {}
@@ -137,8 +197,9 @@ def run_sidecar(settings: SidecarSettings) -> None:
     # Validate everything before opening a port, so a bad alias file fails fast.
     exporter = PrometheusExporter(max_tenants=settings.max_tenants,
                                   max_features=settings.max_features)
-    sinks = build_sinks(settings.sinks, exporter)
-    sidecar = build_sidecar(settings, sinks)
+    sinks: FanOut | JournalWiring = build_sinks(settings.sinks, exporter) \
+        if settings.journal is None else build_journal(settings, exporter)
+    sidecar = build_sidecar(settings, sinks if isinstance(sinks, FanOut) else sinks.plane)
     exporter.serve(settings.metrics_port, settings.host)
     log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
     install_fast_loop()

@@ -25,6 +25,9 @@ ENV_DOC = {
     "LLMKPI_MAX_TENANTS": "sidecar: tenants with their own series; the rest are 'other' (20)",
     "LLMKPI_MAX_FEATURES": "sidecar: features with their own series (10)",
     "LLMKPI_RECORDS_OUT": "sidecar: also append every request record to this JSON-lines file",
+    "LLMKPI_JOURNAL": "sidecar: folder of the request journal the sinks read"
+                      " (docs/record-contract.md)",
+    "LLMKPI_JOURNAL_MAX_BYTES": "sidecar: journal segment size before rotation (64 MiB)",
     "LLMKPI_SINK_QUEUE": "sidecar: bounded queue length per sink (10000)",
     "LLMKPI_ENGINE_POLL_SECONDS": "sidecar: interval of engine /metrics polls, 0 = off (5)",
     "LLMKPI_POD": "sidecar: pod name written into records (default: host name)",
@@ -232,6 +235,8 @@ class SidecarSettings:
     max_features: int
     engine_poll_seconds: float
     sinks: SinkSettings
+    journal: Path | None = None  # the data plane's hand-off to the sinks (docs/record-contract.md)
+    journal_max_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, env: Env | None = None) -> SidecarSettings:
@@ -247,6 +252,7 @@ class SidecarSettings:
             return fallback if value is None else value
 
         aliases = pick("tenant_aliases", env.get_str("LLMKPI_TENANT_ALIASES", "")) or None
+        journal = pick("journal", env.get_str("LLMKPI_JOURNAL", "")) or None
         settings = cls(
             upstream=str(pick("upstream", env.get_str("LLMKPI_UPSTREAM", "http://127.0.0.1:8000"))),
             host=str(pick("host", env.get_str("LLMKPI_HOST", "127.0.0.1"))),
@@ -261,6 +267,8 @@ class SidecarSettings:
             engine_poll_seconds=float(str(pick(
                 "engine_poll_seconds", env.get_float("LLMKPI_ENGINE_POLL_SECONDS", 5.0)))),
             sinks=SinkSettings.from_env(env, "llmkpi-sidecar", flags),
+            journal=Path(str(journal)) if journal else None,
+            journal_max_bytes=env.get_int("LLMKPI_JOURNAL_MAX_BYTES", 64 * 1024 * 1024, 4096),
         )
         if not settings.upstream.startswith(("http://", "https://")):
             raise ValueError(f"--upstream {settings.upstream!r} must start with http:// or https://")

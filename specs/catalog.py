@@ -154,6 +154,22 @@ SINK_FAILED = _m(
     "sink_failed_records_total", "counter", "records",
     "Records a telemetry sink failed to publish (it raised; the request was not affected).",
     ("sink",))
+JOURNAL_RECORDS = _m(
+    "journal_records_total", "counter", "records",
+    "Journal lines a consumer handed to its sink (docs/record-contract.md).",
+    ("consumer",))
+JOURNAL_FAILURES = _m(
+    "journal_consumer_failures_total", "counter", "batches",
+    "Journal batches a consumer's sink raised on; the batch is read again, nothing dropped.",
+    ("consumer",))
+JOURNAL_QUARANTINED = _m(
+    "journal_quarantined_lines_total", "counter", "lines",
+    "Journal lines that broke the record contract, kept in quarantine.jsonl with the reason.",
+    ("consumer",))
+JOURNAL_LAG = _m(
+    "journal_lag_bytes", "gauge", "bytes",
+    "How far a consumer is behind the end of the journal.",
+    ("consumer",))
 LABEL_OVERFLOW = _m(
     "label_overflow_total", "counter", "requests",
     "Requests whose label value was folded into 'other' to keep series bounded.",
@@ -239,7 +255,8 @@ REQUEST_METRICS = (TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, E2E_REQUEST_LATENCY
 ENGINE_METRICS = (ENGINE_UP, ENGINE_KV_CACHE_USAGE, ENGINE_REQUESTS_RUNNING,
                   ENGINE_REQUESTS_WAITING, ENGINE_PREEMPTIONS, ENGINE_PREFIX_CACHE_QUERIES,
                   ENGINE_PREFIX_CACHE_HITS)
-HEALTH_METRICS = (SINK_DROPPED, SINK_FAILED, LABEL_OVERFLOW, PLUGIN_RECORD_SECONDS,
+HEALTH_METRICS = (SINK_DROPPED, SINK_FAILED, JOURNAL_RECORDS, JOURNAL_FAILURES,
+                  JOURNAL_QUARANTINED, JOURNAL_LAG, LABEL_OVERFLOW, PLUGIN_RECORD_SECONDS,
                   PLUGIN_RECORD_CALLS, EVENTS_PENDING, EVENTS_QUARANTINED, EVENTS_DROPPED,
                   EVENTS_SENT)
 KPI_METRICS = (KPI_CEO_VALUE, KPI_CTO_VALUE, KPI_BAND, KPI_PERIOD, REVENUE_PER_EMPLOYEE,

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenant-aliases", help="YAML file: tenant name -> API-key hashes")
     parser.add_argument("--max-tenants", type=int, help="tenants with their own series (20)")
     parser.add_argument("--records-out", help="append every request record to this JSONL file")
+    parser.add_argument("--journal", help="folder of the request journal: the data plane"
+                        " appends each record there and the sinks read it, the ledger and"
+                        " outbox resuming exactly where they stopped (LLMKPI_JOURNAL)")
     parser.add_argument("--engine-poll-seconds", type=float,
                         help="engine /metrics poll interval")
     parser.add_argument("--otlp-endpoint", help="send spans over OTLP to this base URL")
