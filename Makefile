@@ -9,7 +9,7 @@ DEMO_RPS ?= 6
 DEMO_MONTHS ?= 12
 DEMO_WORKDIR ?= .demo
 DEMO_HEADLESS ?=
-APT_PACKAGES := prometheus chromium chromium-driver
+APT_PACKAGES := prometheus chromium chromium-driver nginx libnginx-mod-http-lua lua-cjson
 # The real engine lives in its own environment (~3.5 GB): vLLM's CPU build on the local CPU torch.
 ENGINE_VENV := .venv-engine
 ENGINE_STAMP := $(ENGINE_VENV)/.installed

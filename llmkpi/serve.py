@@ -6,16 +6,21 @@ import asyncio
 import contextlib
 import logging
 import signal
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from engine_shim import journal
 from engine_shim.dispatch import BoundedSink, FanOut
+from engine_shim.engine_metrics import EngineReader
 from engine_shim.journal import JournalWriter
+from engine_shim.nginx_plane import NginxConfig, NginxPlane
+from engine_shim.nginx_plane import missing as nginx_missing
 from engine_shim.proxy import Sidecar, SidecarConfig
 from engine_shim.records import RecordSink
 from engine_shim.simulator.profiles import get_profile
@@ -162,11 +167,62 @@ def build_journal(settings: SidecarSettings, exporter: PrometheusExporter) -> Jo
     return JournalWiring(plane, tailer, snapshots)
 
 
-def build_sidecar(settings: SidecarSettings, sink: RecordSink) -> Sidecar:
+def _resolver_parts(settings: SidecarSettings) -> dict[str, str]:
     aliases = load_alias_file(settings.tenant_aliases).by_hash if settings.tenant_aliases \
         else {}
     if settings.key_salt == DEFAULT_SALT:
         log.warning("LLMKPI_KEY_SALT is not set: tenant ids from API keys use the default salt")
+    return dict(aliases)
+
+
+def nginx_config(settings: SidecarSettings, folder: Path) -> NginxConfig:
+    return NginxConfig(
+        upstream=settings.upstream, host=settings.host, port=settings.port, journal=folder,
+        salt=settings.key_salt, aliases=_resolver_parts(settings),
+        tenant_header=settings.tenant_header, feature_header=settings.feature_header,
+        pod=settings.sinks.pod, sample_ratio=settings.sinks.tracing.sample_ratio,
+        workers=settings.nginx_workers)
+
+
+def run_nginx_sidecar(settings: SidecarSettings, exporter: PrometheusExporter) -> None:
+    """nginx relays and measures (engine_shim/nginx/llmkpi.lua) into the journal; this
+    process feeds the sinks from it and polls the engine's /metrics."""
+    folder = settings.journal or Path(tempfile.mkdtemp(prefix="llmkpi-journal-"))
+    wiring = build_journal(replace(settings, journal=folder), exporter)
+    plane = NginxPlane(nginx_config(settings, folder), max_bytes=settings.journal_max_bytes)
+    try:
+        plane.start()
+        exporter.serve(settings.metrics_port, settings.host)
+        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+        install_fast_loop()
+        asyncio.run(_poll_engine(settings, wiring.snapshots))
+    finally:
+        plane.stop()
+        wiring.close()
+
+
+async def _poll_engine(settings: SidecarSettings, sink: RecordSink) -> None:
+    """The engine reader alone (the data plane is nginx), until SIGINT or SIGTERM."""
+    import aiohttp
+
+    upstream = settings.upstream.rstrip("/")
+    reader = EngineReader(upstream + "/metrics", sink, engine=upstream,
+                          interval=settings.engine_poll_seconds)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with aiohttp.ClientSession() as session:
+        poller = asyncio.create_task(reader.run(session)) \
+            if settings.engine_poll_seconds > 0 else None
+        await stop.wait()
+        if poller is not None:
+            poller.cancel()
+
+
+def build_sidecar(settings: SidecarSettings, sink: RecordSink) -> Sidecar:
+    aliases = _resolver_parts(settings)
     resolver = TenantResolver(settings.key_salt, aliases, settings.tenant_header)
     config = SidecarConfig(upstream=settings.upstream, feature_header=settings.feature_header,
                            pod=settings.sinks.pod,
@@ -197,6 +253,12 @@ def run_sidecar(settings: SidecarSettings) -> None:
     # Validate everything before opening a port, so a bad alias file fails fast.
     exporter = PrometheusExporter(max_tenants=settings.max_tenants,
                                   max_features=settings.max_features)
+    if settings.data_plane == "nginx":
+        problem = nginx_missing()
+        if problem is None:
+            run_nginx_sidecar(settings, exporter)
+            return
+        log.warning("nginx data plane unavailable (%s): the Python data plane serves", problem)
     sinks: FanOut | JournalWiring = build_sinks(settings.sinks, exporter) \
         if settings.journal is None else build_journal(settings, exporter)
     sidecar = build_sidecar(settings, sinks if isinstance(sinks, FanOut) else sinks.plane)

@@ -28,6 +28,8 @@ ENV_DOC = {
     "LLMKPI_JOURNAL": "sidecar: folder of the request journal the sinks read"
                       " (docs/record-contract.md)",
     "LLMKPI_JOURNAL_MAX_BYTES": "sidecar: journal segment size before rotation (64 MiB)",
+    "LLMKPI_DATA_PLANE": "sidecar: python (default) or nginx (nginx + Lua relays the bytes)",
+    "LLMKPI_NGINX_WORKERS": "sidecar: nginx worker processes of the nginx data plane (1)",
     "LLMKPI_SINK_QUEUE": "sidecar: bounded queue length per sink (10000)",
     "LLMKPI_ENGINE_POLL_SECONDS": "sidecar: interval of engine /metrics polls, 0 = off (5)",
     "LLMKPI_POD": "sidecar: pod name written into records (default: host name)",
@@ -221,6 +223,9 @@ class SinkSettings:
         )
 
 
+DATA_PLANES = ("python", "nginx")
+
+
 @dataclass(frozen=True)
 class SidecarSettings:
     upstream: str
@@ -237,6 +242,8 @@ class SidecarSettings:
     sinks: SinkSettings
     journal: Path | None = None  # the data plane's hand-off to the sinks (docs/record-contract.md)
     journal_max_bytes: int = 64 * 1024 * 1024
+    data_plane: str = "python"  # or nginx: engine_shim/nginx_plane.py
+    nginx_workers: int = 1
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, env: Env | None = None) -> SidecarSettings:
@@ -269,7 +276,12 @@ class SidecarSettings:
             sinks=SinkSettings.from_env(env, "llmkpi-sidecar", flags),
             journal=Path(str(journal)) if journal else None,
             journal_max_bytes=env.get_int("LLMKPI_JOURNAL_MAX_BYTES", 64 * 1024 * 1024, 4096),
+            data_plane=str(pick("data_plane", env.get_str("LLMKPI_DATA_PLANE", "python"))),
+            nginx_workers=env.get_int("LLMKPI_NGINX_WORKERS", 1, 1),
         )
+        if settings.data_plane not in DATA_PLANES:
+            raise ValueError(f"--data-plane {settings.data_plane!r} must be one of"
+                             f" {', '.join(DATA_PLANES)}")
         if not settings.upstream.startswith(("http://", "https://")):
             raise ValueError(f"--upstream {settings.upstream!r} must start with http:// or https://")
         if settings.port == settings.metrics_port and settings.port != 0:

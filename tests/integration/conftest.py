@@ -1,3 +1,41 @@
 """Fixtures shared by integration tests."""
 
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration import helpers
 from tests.integration.store_fixtures import store  # noqa: F401 - the two-database store fixture
+
+# The sidecar suite runs against both data planes (issue 16): each test of these modules
+# that starts a sidecar (helpers.sidecar, sidecar_in_process) runs once per plane.
+SIDECAR_SUITE = {"test_sidecar_fidelity", "test_sidecar_edges", "test_sidecar_openai",
+                 "test_otel_traces", "test_ledger", "test_mixpanel_events",
+                 "test_prometheus_scrape", "test_data_planes"}
+PLANES = os.environ.get("LLMKPI_TEST_DATA_PLANES", "python,nginx").split(",")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if module in SIDECAR_SUITE and _starts_sidecar(metafunc):
+        metafunc.fixturenames.append("data_plane")
+        metafunc.parametrize("data_plane", PLANES, indirect=True)
+
+
+def _starts_sidecar(metafunc: pytest.Metafunc) -> bool:
+    import inspect
+
+    source = inspect.getsource(metafunc.function)
+    return "sidecar" in source and '"--data-plane"' not in source  # not if it picks one
+
+
+@pytest.fixture
+def data_plane(request: pytest.FixtureRequest) -> Iterator[str]:
+    plane = getattr(request, "param", "python")
+    before = helpers.DATA_PLANE["name"]
+    helpers.DATA_PLANE["name"] = plane
+    try:
+        yield plane
+    finally:
+        helpers.DATA_PLANE["name"] = before

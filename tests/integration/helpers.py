@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -71,15 +72,23 @@ def simulator(tmp: Path, profile: str = "h100-llama3-8b", seed: int = 1,
         yield f"http://127.0.0.1:{port}"
 
 
+DATA_PLANE = {"name": "python"}  # which data plane `sidecar` starts
+
+
 @contextlib.contextmanager
 def sidecar(tmp: Path, upstream: str, *extra: str,
             env: dict[str, str] | None = None) -> Iterator[SidecarProc]:
     port, metrics_port = processes.free_port(), processes.free_port()
     records = tmp / f"records-{port}.jsonl"
+    plane: tuple[str, ...] = ()
+    if DATA_PLANE["name"] == "nginx":  # the data_plane fixture (conftest.py) chose nginx
+        plane = ("--data-plane", "nginx")
+        if "--journal" not in extra:
+            plane += ("--journal", str(tmp / f"journal-{port}"))
     started = processes.start(f"sidecar-{port}", [
         "sidecar", "--upstream", upstream, "--port", str(port), "--metrics-port",
         str(metrics_port), "--records-out", str(records), "--engine-poll-seconds", "0.5",
-        *extra], tmp / "logs", env=env)
+        *plane, *extra], tmp / "logs", env=env)
     with processes.running(started):
         processes.wait_http(f"http://127.0.0.1:{metrics_port}/metrics", started)
         processes.wait_http(f"http://127.0.0.1:{port}/v1/models", started)
@@ -120,10 +129,39 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def sidecar_in_process(upstream: str, sink: ListSink,
                              salt: str = "test") -> AsyncIterator[str]:
+    """A sidecar whose records land in `sink`: the Python data plane in this process, or
+    (the data_plane fixture chose nginx) nginx + Lua as a child, its journal read by a
+    tailer in this process into `sink` (everything is in the sink once this exits)."""
+    if DATA_PLANE["name"] == "nginx":
+        async with _nginx_in_process(upstream, sink, salt) as url:
+            yield url
+        return
     config = SidecarConfig(upstream=upstream, engine_poll_interval=0)
     app = Sidecar(config, sink, TenantResolver(salt)).build_app()
     async with serve_app(app) as url:
         yield url
+
+
+@contextlib.asynccontextmanager
+async def _nginx_in_process(upstream: str, sink: ListSink, salt: str) -> AsyncIterator[str]:
+    import tempfile
+
+    from engine_shim.nginx_plane import NginxConfig, NginxPlane
+    from engine_shim.tailer import Tailer, VolatileConsumer
+
+    folder = Path(tempfile.mkdtemp(prefix="llmkpi-test-journal-"))
+    port = processes.free_port()
+    plane = NginxPlane(NginxConfig(upstream=upstream, host="127.0.0.1", port=port,
+                                   journal=folder, salt=salt))
+    await asyncio.get_running_loop().run_in_executor(None, plane.start)
+    tailer = Tailer(folder, [VolatileConsumer(sink, folder)], poll=0.005, settle=0.2)
+    tailer.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, plane.stop)
+        tailer.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass

@@ -1,0 +1,431 @@
+-- llmkpi's nginx data plane: what engine_shim/proxy.py does, beside nginx's C relay.
+--
+-- For POST /v1/completions and /v1/chat/completions: resolve the tenant, ask the engine
+-- for usage in the stream (and strip the usage chunk again when the client did not ask),
+-- time every SSE event that carries a token, note finish reason, response id, usage and
+-- outcome, inject traceparent, and leave one journal line per request in $llmkpi_record
+-- (nginx's access_log writes it: docs/record-contract.md). Everything else passes through.
+-- engine_shim/nginx_plane.py renders the config and passes the settings as JSON.
+
+local ffi = require "ffi"
+local cjson = require "cjson.safe"
+
+local M = { inflight = {} }  -- request id -> ctx until its log phase (ngx.ctx does not
+                             -- survive the internal redirect to the 502 page)
+
+ffi.cdef [[
+typedef struct { long tv_sec; long tv_nsec; } llmkpi_timespec;
+int clock_gettime(int clk_id, llmkpi_timespec *tp);
+unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);
+int RAND_bytes(unsigned char *buf, int num);
+]]
+
+local C = ffi.C
+local ts = ffi.new("llmkpi_timespec")
+local digest = ffi.new("unsigned char[32]")
+local random = ffi.new("unsigned char[16]")
+local CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1
+local find, sub, byte, format, concat = string.find, string.sub, string.byte, string.format,
+    table.concat
+local re_find = ngx.re.find
+local null = cjson.null
+
+local settings = {
+    salt = "", aliases = {}, tenant_header = "X-Tenant", feature_header = "X-Feature",
+    pod = "", sample_ratio = 1.0, upstream = "", max_capture = 16 * 1024 * 1024,
+}
+local key_cache = {}  -- bearer key -> tenant, per worker (bounded below)
+local key_cache_size = 0
+
+local function clock(id)
+    C.clock_gettime(id, ts)
+    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+local HEX = {}
+for i = 0, 255 do HEX[i] = format("%02x", i) end
+
+local function hex(buffer, n)
+    local out = {}
+    for i = 0, n - 1 do out[i + 1] = HEX[buffer[i]] end
+    return concat(out)
+end
+
+local function random_hex(bytes)
+    C.RAND_bytes(random, bytes)
+    return hex(random, bytes)
+end
+
+function M.init(path)
+    local handle = assert(io.open(path, "rb"))
+    local doc = assert(cjson.decode(handle:read("*a")))
+    handle:close()
+    for k, v in pairs(doc) do settings[k] = v end
+end
+
+-- tenancy: as engine_shim/tenancy.py -----------------------------------------------------
+
+local function hash_key(key)
+    local material = settings.salt .. "\0" .. key
+    C.SHA256(material, #material, digest)
+    return "key-" .. sub(hex(digest, 32), 1, 16)
+end
+
+local function tenant_of(headers)
+    local auth = headers["authorization"]
+    local key = nil
+    if type(auth) == "string" then
+        local scheme, token = auth:match("^(%S+)%s+(.-)%s*$")
+        if scheme and scheme:lower() == "bearer" and token ~= "" and token ~= "EMPTY" then
+            key = token
+        end
+    end
+    local hashed = nil
+    if key then
+        hashed = key_cache[key]
+        if not hashed then
+            hashed = hash_key(key)
+            if key_cache_size > 10000 then key_cache, key_cache_size = {}, 0 end
+            key_cache[key], key_cache_size = hashed, key_cache_size + 1
+        end
+        local alias = settings.aliases[hashed]
+        if alias then return alias end
+    end
+    local header = headers[settings.tenant_header]
+    if type(header) == "table" then header = header[1] end
+    if type(header) == "string" then
+        header = header:match("^%s*(.-)%s*$")
+        if header ~= "" then return sub(header, 1, 64) end
+    end
+    return hashed or "anonymous"
+end
+
+-- trace context: as engine_shim/tracecontext.py ------------------------------------------
+
+local function span_id()
+    while true do
+        local id = random_hex(8)
+        if id ~= "0000000000000000" then return id end
+    end
+end
+
+local function sampled_by_ratio(trace_id, ratio)
+    if ratio >= 1.0 then return true end
+    if ratio <= 0.0 then return false end
+    return tonumber(sub(trace_id, 17), 16) < ratio * 2 ^ 64
+end
+
+local function trace_of(header)
+    local id = span_id()
+    if type(header) == "string" then
+        local v, t, p, f = header:lower():match(
+            "^%s*(%x%x)%-(" .. ("%x"):rep(32) .. ")%-(" .. ("%x"):rep(16) .. ")%-(%x%x)%s*$")
+        if v and v ~= "ff" and t ~= ("0"):rep(32) and p ~= ("0"):rep(16) then
+            return t, id, p, tonumber(f, 16) % 2 == 1
+        end
+    end
+    local trace = random_hex(16)
+    return trace, id, nil, sampled_by_ratio(trace, settings.sample_ratio)
+end
+
+-- the request ---------------------------------------------------------------------------
+
+local function read_body()
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    if body then return body end
+    local file = ngx.req.get_body_file()  -- larger than client_body_buffer_size
+    if not file then return "" end
+    local handle = io.open(file, "rb")
+    if not handle then return "" end
+    body = handle:read("*a")
+    handle:close()
+    return body
+end
+
+-- Ask for usage in the stream; true when the client had not asked itself. The body is
+-- changed as little as possible: the option is inserted before the first key, so the
+-- prompt's bytes pass untouched (a client's own stream_options is merged via cjson).
+local function ensure_stream_usage(body, doc)
+    local options = doc.stream_options
+    if type(options) == "table" and options.include_usage == true then return body, false end
+    if options == nil then
+        local s, e = find(body, "^%s*{")
+        return sub(body, 1, e) .. '"stream_options":{"include_usage":true},' .. sub(body, e + 1),
+            true
+    end
+    local merged = type(options) == "table" and options or {}
+    merged.include_usage = true
+    doc.stream_options = merged
+    return cjson.encode(doc), true
+end
+
+function M.start()
+    local wall, mono = clock(CLOCK_REALTIME), clock(CLOCK_MONOTONIC)
+    local headers = ngx.req.get_headers(100)
+    local ctx = {
+        wall0 = wall, mono0 = mono, gaps = {}, tokens = 0, stream = false, strip = false,
+        is_json = false, model = "unknown", pending = nil, eof = false, extra = {},
+    }
+    ngx.ctx.llmkpi = ctx
+    local body = read_body()
+    local doc = nil
+    if find(body, "^%s*{") then
+        doc = cjson.decode(body)
+        if type(doc) ~= "table" then doc = nil end
+    end
+    if doc then
+        ctx.is_json = true
+        ctx.stream = doc.stream == true
+        if type(doc.model) == "string" and doc.model ~= "" then ctx.model = doc.model end
+        if ctx.stream then
+            local changed
+            body, changed = ensure_stream_usage(body, doc)
+            if changed then
+                ctx.strip = true
+                ngx.req.set_body_data(body)
+            end
+        end
+    end
+    local rid = headers["x-request-id"]
+    if type(rid) == "table" then rid = rid[1] end
+    ctx.request_id = (type(rid) == "string" and rid ~= "") and rid or ngx.var.request_id
+    ctx.tenant = tenant_of(headers)
+    local feature = headers[settings.feature_header]
+    if type(feature) == "table" then feature = feature[1] end
+    ctx.feature = (type(feature) == "string" and feature ~= "") and sub(feature, 1, 64) or "none"
+    ctx.endpoint = ngx.var.uri
+    local parent = headers["traceparent"]
+    if type(parent) == "table" then parent = parent[1] end
+    ctx.trace_id, ctx.span_id, ctx.parent_span_id, ctx.sampled = trace_of(parent)
+    ngx.req.clear_header("Accept-Encoding")  -- measured streams must arrive uncompressed
+    ngx.req.set_header("traceparent", format("00-%s-%s-%s", ctx.trace_id, ctx.span_id,
+                                             ctx.sampled and "01" or "00"))
+    ctx.key = ngx.var.request_id  -- unique per request, whatever the client's id
+    ngx.var.llmkpi_id = ctx.key
+    M.inflight[ctx.key] = ctx  -- found again after an internal redirect (502 page)
+end
+
+local function now(ctx)
+    return ctx.wall0 + (clock(CLOCK_MONOTONIC) - ctx.mono0)
+end
+
+function M.headers()
+    local ctx = ngx.ctx.llmkpi
+    if not ctx then return end
+    ctx.status = ngx.status
+    local h = ngx.header
+    local kind = h["Content-Type"] or ""
+    if type(kind) == "table" then kind = kind[1] end
+    ctx.sse = ctx.status == 200 and ctx.stream and kind:find("text/event-stream", 1, true) == 1
+        and not h["Content-Encoding"]
+    ctx.whole = not ctx.sse and ctx.status < 300 and not h["Content-Encoding"]
+    if ctx.sse and ctx.strip then h["Content-Length"] = nil end
+    ctx.chunks, ctx.size = {}, 0
+end
+
+-- SSE events: as engine_shim/stream.py ----------------------------------------------------
+
+local NEEDS_PARSE = [["(?:usage|error)"\s*:\s*(?!null)|"finish_reason"\s*:\s*"]]
+local HAS_TOKEN = [["(?:content|text|reasoning_content)"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{]]
+
+local function truthy(v)
+    if v == nil or v == null or v == false or v == "" or v == 0 then return false end
+    if type(v) == "table" and next(v) == nil then return false end
+    return true
+end
+
+local function event_data(event)
+    if sub(event, 1, 6) == "data: " and not find(event, "\r", 1, true) then
+        local first = find(event, "\n", 7, true)
+        local second = first and find(event, "\n", first + 1, true)
+        if not second or second == #event then
+            return (sub(event, 7):gsub("\n+$", ""))
+        end
+    end
+    local lines = {}
+    for line in event:gmatch("[^\r\n]+") do
+        if sub(line, 1, 5) == "data:" then lines[#lines + 1] = sub(line, 6):match("^%s*(.-)%s*$") end
+    end
+    if #lines == 0 then return nil end
+    return concat(lines, "\n")
+end
+
+local function token_at(ctx, when)
+    ctx.tokens = ctx.tokens + 1
+    if not ctx.first then
+        ctx.first = when
+    elseif ctx.last then
+        ctx.gaps[#ctx.gaps + 1] = when - ctx.last
+    end
+    ctx.last = when
+end
+
+-- What one event carries; returns false when it is the usage chunk to strip.
+local function inspect(ctx, event, when)
+    local data = event_data(event)
+    if not data or data == "[DONE]" then return true end
+    if ctx.response_id and byte(data, 1) == 123 and not re_find(data, NEEDS_PARSE, "jo") then
+        if re_find(data, HAS_TOKEN, "jo") then token_at(ctx, when) end
+        return true
+    end
+    local doc = cjson.decode(data)
+    if type(doc) ~= "table" then return true end
+    if doc.error ~= nil and doc.choices == nil then
+        ctx.extra.stream_error = "1"
+        return true
+    end
+    local choices = type(doc.choices) == "table" and doc.choices or {}
+    local token = false
+    for _, choice in ipairs(choices) do
+        if type(choice) == "table" then
+            local delta = choice.delta
+            if truthy(choice.text) or (type(delta) == "table" and (truthy(delta.content)
+                    or truthy(delta.reasoning_content) or truthy(delta.tool_calls))) then
+                token = true
+            end
+            if truthy(choice.finish_reason) then ctx.finish_reason = tostring(choice.finish_reason) end
+        end
+    end
+    if token then token_at(ctx, when) end
+    if type(doc.id) == "string" and not ctx.response_id then ctx.response_id = doc.id end
+    if type(doc.usage) == "table" then
+        ctx.usage = doc.usage
+        if ctx.strip and next(choices) == nil then return false end
+    end
+    return true
+end
+
+local function next_boundary(data, start)
+    local a = find(data, "\n\n", start, true)
+    local b = find(data, "\r\n\r\n", start, true)
+    if a and (not b or a < b) then return a, a + 1 end
+    if b then return b, b + 3 end
+    return nil
+end
+
+local function read_whole(ctx, payload)
+    local doc = cjson.decode(payload)
+    if type(doc) ~= "table" then return end
+    if type(doc.usage) == "table" then ctx.usage = doc.usage end
+    if type(doc.id) == "string" then ctx.response_id = doc.id end
+    if type(doc.choices) == "table" then
+        for _, choice in ipairs(doc.choices) do
+            if type(choice) == "table" and truthy(choice.finish_reason) then
+                ctx.finish_reason = tostring(choice.finish_reason)
+            end
+        end
+    end
+end
+
+function M.body()
+    local ctx = ngx.ctx.llmkpi
+    if not ctx then return end
+    local chunk, eof = ngx.arg[1], ngx.arg[2]
+    if ctx.sse then
+        local when = now(ctx)
+        local data = ctx.pending and (ctx.pending .. chunk) or chunk
+        local out, start = {}, 1
+        while true do
+            local _, e = next_boundary(data, start)
+            if not e then break end
+            local event = sub(data, start, e)
+            if inspect(ctx, event, when) then out[#out + 1] = event end
+            start = e + 1
+        end
+        ctx.pending = start <= #data and sub(data, start) or nil
+        if eof then
+            out[#out + 1] = ctx.pending or ""
+            ctx.pending = nil
+            ctx.eof = true
+        end
+        ngx.arg[1] = concat(out)
+    else
+        if ctx.whole and chunk ~= "" and ctx.size < settings.max_capture then
+            ctx.chunks[#ctx.chunks + 1] = chunk
+            ctx.size = ctx.size + #chunk
+        end
+        if eof then
+            ctx.eof = true
+            if ctx.whole and ctx.size < settings.max_capture then
+                read_whole(ctx, concat(ctx.chunks))
+            end
+            ctx.chunks = nil
+        end
+    end
+end
+
+-- the journal line --------------------------------------------------------------------------
+
+local function str(v)
+    if v == nil then return "null" end
+    return cjson.encode(tostring(v))
+end
+
+local function num(v)
+    if v == nil then return "null" end
+    return format("%.6f", v)
+end
+
+local function int(v)
+    if type(v) ~= "number" or v ~= math.floor(v) then return "null" end
+    return format("%d", v)
+end
+
+local function outcome_of(ctx, status)
+    if status == 499 then return "cancelled", 499 end
+    if not ctx.status then return "error", 502 end  -- the engine never answered
+    if ctx.sse and not ctx.eof then
+        return "error", ctx.status  -- the stream broke off while the client was reading
+    end
+    if status < 400 then return "ok", status end
+    if status < 500 then return "rejected", status end
+    return "error", status
+end
+
+function M.finish()
+    local ctx = ngx.ctx.llmkpi
+    if not ctx then
+        local id = ngx.var.llmkpi_id
+        ctx = id and id ~= "" and M.inflight[id] or nil  -- after the 502 page's redirect
+        if not ctx then return end
+    end
+    M.inflight[ctx.key] = nil
+    local finish = now(ctx)
+    local outcome, status = outcome_of(ctx, ngx.status)
+    local usage = ctx.usage or {}
+    local prompt, output = int(usage.prompt_tokens), int(usage.completion_tokens)
+    local details = usage.prompt_tokens_details
+    local cached = type(details) == "table" and int(details.cached_tokens) or "null"
+    if output == "null" and ctx.first then output = format("%d", #ctx.gaps + 1) end
+    local gaps = {}
+    for i, gap in ipairs(ctx.gaps) do gaps[i] = format("%.6f", gap) end
+    local extra = {}
+    for k, v in pairs(ctx.extra) do extra[#extra + 1] = cjson.encode(k) .. ":" .. cjson.encode(v) end
+    ngx.var.llmkpi_record = concat({
+        '{"request_id":', str(ctx.request_id), ',"tenant":', str(ctx.tenant),
+        ',"model":', str(ctx.model), ',"feature":', str(ctx.feature),
+        ',"endpoint":', str(ctx.endpoint), ',"arrival_time":', num(ctx.wall0),
+        ',"finish_time":', num(finish), ',"outcome":"', outcome, '","http_status":', status,
+        ',"first_token_time":', num(ctx.first), ',"last_token_time":', num(ctx.last),
+        ',"inter_token_gaps":[', concat(gaps, ","), '],"prompt_tokens":', prompt,
+        ',"output_tokens":', output, ',"cached_prompt_tokens":', cached,
+        ',"finish_reason":', str(ctx.finish_reason), ',"streamed":', tostring(ctx.stream),
+        ',"body_is_json":', tostring(ctx.is_json), ',"response_id":', str(ctx.response_id),
+        ',"trace_id":', str(ctx.trace_id), ',"span_id":', str(ctx.span_id),
+        ',"parent_span_id":', str(ctx.parent_span_id),
+        ',"trace_sampled":', tostring(ctx.sampled), ',"pod":', str(settings.pod),
+        ',"source":"sidecar","extra":{', concat(extra, ","), '}}'})
+end
+
+-- the engine could not be reached: a JSON error naming it, as the Python plane answers
+function M.upstream_down()
+    ngx.status = 502
+    ngx.header["Content-Type"] = "application/json; charset=utf-8"
+    local reason = ngx.var.upstream_status or "no answer"
+    ngx.say(cjson.encode({ error = {
+        message = "upstream " .. settings.upstream .. " did not answer: " .. reason,
+        type = "upstream_unavailable", code = 502, upstream = settings.upstream } }))
+end
+
+return M
