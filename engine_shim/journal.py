@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from engine_shim.records import EngineSnapshot, RecordSink, RequestRecord
 
@@ -205,6 +205,7 @@ class JournalReader:
         self.clock = clock
         self.stats = ReaderStats()
         self._grew: tuple[tuple[Position, int], float] | None = None  # size seen, when
+        self._handle: tuple[int, BinaryIO] | None = None
 
     def _first_segment(self) -> Position:
         """Where to begin when the position names no existing segment: the oldest one
@@ -234,24 +235,38 @@ class JournalReader:
             self.position = Position(newer[0], 0)
         return out
 
+    def _open(self, path: Path) -> BinaryIO:
+        """The segment's file, kept open while the reader is in it (a poll per batch)."""
+        if self._handle is not None and self._handle[0] == self.position.segment:
+            return self._handle[1]
+        self.close()
+        handle = path.open("rb")
+        self._handle = (self.position.segment, handle)
+        return handle
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle[1].close()
+            self._handle = None
+
     def _read_segment(self, path: Path, limit: int) -> list[tuple[RequestRecord, Position]]:
         out: list[tuple[RequestRecord, Position]] = []
-        with path.open("rb") as handle:
-            handle.seek(self.position.offset)
-            offset = self.position.offset
-            while len(out) < limit:
-                line = handle.readline(MAX_LINE)
-                if not line:
-                    break
-                if not line.endswith(b"\n") and len(line) < MAX_LINE:
-                    break  # the writer has not finished this line yet
-                offset += len(line)
-                after = Position(self.position.segment, offset)
-                self.stats.lines += 1
-                record = self._parse(line, after)
-                self.position = after
-                if record is not None:
-                    out.append((record, after))
+        handle = self._open(path)
+        handle.seek(self.position.offset)
+        offset = self.position.offset
+        while len(out) < limit:
+            line = handle.readline(MAX_LINE)
+            if not line:
+                break
+            if not line.endswith(b"\n") and len(line) < MAX_LINE:
+                break  # the writer has not finished this line yet
+            offset += len(line)
+            after = Position(self.position.segment, offset)
+            self.stats.lines += 1
+            record = self._parse(line, after)
+            self.position = after
+            if record is not None:
+                out.append((record, after))
         return out
 
     def _parse(self, line: bytes, after: Position) -> RequestRecord | None:

@@ -14,6 +14,7 @@ Outcome = Literal["ok", "error", "cancelled", "rejected"]
 OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "cancelled", "rejected")
 
 UNKNOWN = "unknown"
+_FIELDS: dict[type, frozenset[str]] = {}
 
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
@@ -77,8 +78,10 @@ class RequestRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestRecord:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
+        known = _FIELDS.get(cls)
+        if known is None:  # once per class: the journal reads one record per request
+            known = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+        unknown = data.keys() - known
         if unknown:
             raise ValueError(f"RequestRecord: unknown field(s) {sorted(unknown)}")
         values = dict(data)

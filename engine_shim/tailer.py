@@ -4,8 +4,8 @@ A consumer is a sink that knows where it is in the journal. A durable one (the l
 outbox) commits the position after a batch in the same transaction as the rows it derived
 from that batch, so a crash at any instant resumes exactly there: nothing lost, nothing
 twice. A volatile one (Prometheus, OTel, a records file) is a plain RecordSink whose
-position is kept in a small file after each batch: after a crash it sees at most its last
-batch again.
+position is kept in a small file at most once a second: after a crash it sees at most the
+last second of records again.
 
 Each consumer has its own reader and thread: a slow or failing sink falls behind on disk,
 never holds the others back and never drops a record; a batch that raised is read again
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,16 @@ class JournalConsumer(Protocol):
 
 class VolatileConsumer:
     """A plain RecordSink behind the journal, its position in `offsets/<name>` (written
-    atomically after each batch)."""
+    atomically at most every `every` seconds, and at close)."""
 
-    def __init__(self, sink: RecordSink, folder: Path, name: str | None = None) -> None:
+    def __init__(self, sink: RecordSink, folder: Path, name: str | None = None, *,
+                 every: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.sink = sink
         self.name = name or str(getattr(sink, "name", type(sink).__name__))
         self._path = folder / OFFSETS / self.name
+        self.every, self.clock = every, clock
+        self._written_at: float | None = None
+        self._unwritten: tuple[int, int] | None = None
 
     def resume_at(self) -> Position:
         try:
@@ -65,12 +70,30 @@ class VolatileConsumer:
     def consume(self, records: Sequence[RequestRecord], end: tuple[int, int]) -> None:
         for record in records:
             self.sink.record(record)
+        self._unwritten = end
+        now = self.clock()
+        if self._written_at is None or now - self._written_at >= self.every:
+            self._write()
+            self._written_at = now
+
+    def tick(self) -> None:
+        """Idle: write a position not written yet once `every` has passed."""
+        if self._unwritten is not None and (
+                self._written_at is None or self.clock() - self._written_at >= self.every):
+            self._write()
+            self._written_at = self.clock()
+
+    def _write(self) -> None:
+        if self._unwritten is None:
+            return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self._path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(Position(*end).text() + "\n")
+        temporary.write_text(Position(*self._unwritten).text() + "\n")
         temporary.replace(self._path)
+        self._unwritten = None
 
     def close(self) -> None:
+        self._write()
         self.sink.close()
 
 
@@ -110,6 +133,9 @@ class _Follower:
         self.stats.quarantined += self.reader.stats.quarantined - before
         if not batch:
             self.stats.position = self.reader.position
+            tick = getattr(self.consumer, "tick", None)
+            if tick is not None:
+                tick()
             return 0
         self.consumer.consume([r for r, _ in batch], batch[-1][1])
         self.stats.records += len(batch)
@@ -127,6 +153,7 @@ class _Follower:
                               " its committed position in %.1f s", self.consumer.name,
                               self.retry)
                 self.stop.wait(self.retry)
+                self.reader.close()
                 self.reader = self._reader()
 
     def drain(self) -> None:
@@ -207,6 +234,7 @@ class Tailer:
             if follower.thread.is_alive():
                 follower.thread.join(timeout)
             follower.drain()
+            follower.reader.close()
             try:
                 follower.consumer.close()
             except Exception:

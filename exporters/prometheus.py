@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from engine_shim.records import EngineSnapshot, RequestRecord
 from exporters.cardinality import TopKLabel
+from exporters.gap_histogram import GapHistogram
 from specs import catalog
 from specs.catalog import MetricSpec
 
@@ -44,8 +45,10 @@ class PrometheusSink:
     def __init__(self, registry: CollectorRegistry, *, max_tenants: int = 20,
                  max_features: int = 10, max_models: int = 10) -> None:
         self.registry = registry
-        self._metrics = {spec.name: build_metric(spec, registry)
-                         for spec in catalog.REQUEST_METRICS + catalog.ENGINE_METRICS}
+        self._metrics: dict[str, Any] = {
+            spec.name: GapHistogram(spec, registry) if spec is catalog.INTER_TOKEN_LATENCY
+            else build_metric(spec, registry)
+            for spec in catalog.REQUEST_METRICS + catalog.ENGINE_METRICS}
         self._overflow = build_metric(catalog.LABEL_OVERFLOW, registry)
         self._series: dict[str, set[tuple[str, ...]]] = {n: set() for n in self._metrics}
         self._bounds = {
@@ -71,8 +74,12 @@ class PrometheusSink:
         ttft = record.time_to_first_token
         if ttft is not None:
             self._observe(catalog.TIME_TO_FIRST_TOKEN, labels, [ttft], exemplar)
-        if record.inter_token_gaps:
-            self._observe(catalog.INTER_TOKEN_LATENCY, labels, record.inter_token_gaps, None)
+        if record.inter_token_gaps:  # ~one gap per token: counted at once
+            negative = self._child(catalog.INTER_TOKEN_LATENCY, labels).observe_many(
+                record.inter_token_gaps)
+            if negative:
+                log.warning("dropped %d negative %s observations", negative,
+                            catalog.INTER_TOKEN_LATENCY.name)
         if record.queue_time is not None:
             self._observe(catalog.REQUEST_QUEUE_TIME, labels, [record.queue_time], None)
         for spec, value in ((catalog.PROMPT_TOKENS, record.prompt_tokens),

@@ -261,14 +261,16 @@ local function token_at(ctx, when)
     ctx.last = when
 end
 
--- What one event carries; returns false when it is the usage chunk to strip.
+-- What one event carries; returns false when it is the usage chunk to strip. Ordinary
+-- token chunks are classified from their bytes (the regexes run on the whole event: its
+-- "data: " prefix matches neither); only the rest is decoded.
 local function inspect(ctx, event, when)
-    local data = event_data(event)
-    if not data or data == "[DONE]" then return true end
-    if ctx.response_id and byte(data, 1) == 123 and not re_find(data, NEEDS_PARSE, "jo") then
-        if re_find(data, HAS_TOKEN, "jo") then token_at(ctx, when) end
+    if ctx.response_id and not re_find(event, NEEDS_PARSE, "jo") then
+        if re_find(event, HAS_TOKEN, "jo") then token_at(ctx, when) end
         return true
     end
+    local data = event_data(event)
+    if not data or data == "[DONE]" or byte(data, 1) ~= 123 then return true end
     local doc = cjson.decode(data)
     if type(doc) ~= "table" then return true end
     if doc.error ~= nil and doc.choices == nil then
@@ -324,22 +326,49 @@ function M.body()
     local chunk, eof = ngx.arg[1], ngx.arg[2]
     if ctx.sse then
         local when = now(ctx)
+        if not ctx.pending and sub(chunk, -2) == "\n\n" then
+            local first = find(chunk, "\n\n", 1, true)
+            if first == #chunk - 1 then  -- one whole event, as engines send a token
+                if not inspect(ctx, chunk, when) then
+                    ngx.arg[1] = ""  -- the usage chunk we asked for
+                    ctx.stripped = true
+                end
+                if eof then ctx.eof = true end
+                return
+            end
+        end
         local data = ctx.pending and (ctx.pending .. chunk) or chunk
-        local out, start = {}, 1
+        local start, stripped = 1, false
+        local out = nil  -- built only when an event is removed (the usage chunk we added)
         while true do
             local _, e = next_boundary(data, start)
             if not e then break end
             local event = sub(data, start, e)
-            if inspect(ctx, event, when) then out[#out + 1] = event end
+            if inspect(ctx, event, when) then
+                if out then out[#out + 1] = event end
+            else
+                if not out then out = { sub(data, 1, start - 1) } end
+                stripped = true
+            end
             start = e + 1
         end
-        ctx.pending = start <= #data and sub(data, start) or nil
-        if eof then
-            out[#out + 1] = ctx.pending or ""
-            ctx.pending = nil
-            ctx.eof = true
+        local rest = start <= #data and sub(data, start) or nil
+        if ctx.strip then
+            -- bytes after the last whole event wait for the rest of their event, which may
+            -- be the usage chunk to remove; the client gets whole events only
+            if out or ctx.pending or rest then
+                if not out then out = { sub(data, 1, start - 1) } end
+                if eof and rest then out[#out + 1] = rest end
+                ngx.arg[1] = concat(out)
+            end
+            ctx.pending = (not eof) and rest or nil
+        else
+            -- nothing is ever removed: the chunk goes on as it came, the tail is kept only
+            -- to read its event once complete
+            ctx.pending = (not eof) and rest or nil
         end
-        ngx.arg[1] = concat(out)
+        if eof then ctx.eof = true end
+        if stripped then ctx.stripped = true end
     else
         if ctx.whole and chunk ~= "" and ctx.size < settings.max_capture then
             ctx.chunks[#ctx.chunks + 1] = chunk

@@ -18,9 +18,13 @@ PLANES = os.environ.get("LLMKPI_TEST_DATA_PLANES", "python,nginx").split(",")
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    if module in SIDECAR_SUITE and _starts_sidecar(metafunc):
+    if module not in SIDECAR_SUITE:
+        return
+    if "data_plane" in metafunc.fixturenames:  # a fixture it uses starts the sidecar
+        metafunc.parametrize("data_plane", PLANES, indirect=True, scope="module")
+    elif _starts_sidecar(metafunc):
         metafunc.fixturenames.append("data_plane")
-        metafunc.parametrize("data_plane", PLANES, indirect=True)
+        metafunc.parametrize("data_plane", PLANES, indirect=True, scope="module")
 
 
 def _starts_sidecar(metafunc: pytest.Metafunc) -> bool:
@@ -30,8 +34,10 @@ def _starts_sidecar(metafunc: pytest.Metafunc) -> bool:
     return "sidecar" in source and '"--data-plane"' not in source  # not if it picks one
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def data_plane(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Module-scoped, so a module-scoped stack built on a sidecar (test_sidecar_openai)
+    is built once per plane; such fixtures ask for it to be set up first."""
     plane = getattr(request, "param", "python")
     before = helpers.DATA_PLANE["name"]
     helpers.DATA_PLANE["name"] = plane

@@ -13,17 +13,20 @@ pytestmark = pytest.mark.integration
 def test_sidecar_benchmark_writes_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, "-m", "bench.sidecar_overhead", "--quick",
-                           "--rounds", "1", "--out", str(out)],
-                          capture_output=True, text=True, check=False, timeout=240)
+                           "--rounds", "1", "--runs", "1", "--out", str(out)],
+                          capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
-    assert set(result["figures"]) == {"1", "16", "128", "sidecar_rss_mb"}
-    for streams in ("1", "16", "128"):
-        row = result["figures"][streams]
-        assert set(row["ttft_ms"]) == {"direct", "passthrough", "sidecar"}
+    (run,) = result["runs"]
+    proxies = {"nginx", "passthrough", "sidecar_python", "sidecar_nginx"}
+    for streams in ("1", "16", "64", "128"):
+        row = run[streams]
+        assert set(row["ttft_ms"]) == {"direct", *proxies}
         assert row["requests_per_mode"] > 0
-        assert row["sidecar_cpu_seconds_per_1k_tokens"] > 0
-    assert isinstance(result["meets_targets"], bool)
+        assert set(row["cpu_seconds_per_1k_tokens"]) == proxies
+        assert all(v > 0 for v in row["cpu_seconds_per_1k_tokens"].values())
+    assert run["rss_mb"]["sidecar_nginx_telemetry"] > 0
+    assert result["verdict"]["judged"] and isinstance(result["meets_targets"], bool)
 
 
 def test_events_benchmark_writes_its_figures(tmp_path: Path) -> None:

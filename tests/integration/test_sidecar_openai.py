@@ -15,8 +15,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> tuple[SidecarProc, list[ClientResult]]:
-    tmp = tmp_path_factory.mktemp("openai")
+def stack(tmp_path_factory: pytest.TempPathFactory, data_plane: str
+          ) -> tuple[SidecarProc, list[ClientResult]]:
+    tmp = tmp_path_factory.mktemp(f"openai-{data_plane}")
     with simulator(tmp) as upstream, sidecar(tmp, upstream) as proc:
         spec = LoadSpec(target=proc.url, tenants=4, rps=6, duration=6, seed=11,
                         prompt_median=120, output_median=40)
@@ -44,10 +45,13 @@ def test_sidecar_ttft_agrees_with_the_client(
     # The client's TTFT also holds the openai client's own request building and chunk parsing
     # (~3 ms a request on a 2-core machine); the sidecar's starts when the request arrives.
     diffs.sort()
-    # (agreement, not speed: ~5 ms here, 6.1 ms once on a busy shared machine; what the
-    # sidecar costs is measured side by side in bench/sidecar_overhead)
-    assert statistics.median(diffs) < 0.008, diffs
-    assert diffs[int(0.9 * len(diffs))] < 0.012, diffs
+    # Agreement, not speed: the openai client's own work is 3-11 ms a request on this shared
+    # 2-core machine (both planes, same run); a sidecar timing the wrong instant (the end of
+    # the response, a batch of chunks) is off by tens to hundreds of ms. What the sidecar
+    # costs is measured side by side in bench/sidecar_overhead; the lean-client check in
+    # test_sidecar_fidelity holds both planes to a few ms.
+    assert statistics.median(diffs) < 0.015, diffs
+    assert diffs[int(0.9 * len(diffs))] < 0.025, diffs
 
 
 def test_token_counts_are_exact_and_usage_stripped_unless_asked(

@@ -166,3 +166,33 @@ def test_a_sealed_segment_is_finished_at_once(tmp_path: Path) -> None:
         "journal.000000000001.sealed", "journal.000000000002.sealed"]
     assert journal.prune(tmp_path, [reader.position]) == [1, 2]
     assert not list(tmp_path.glob("*.sealed"))
+
+
+def test_a_volatile_consumer_writes_its_position_at_most_once_a_second(tmp_path: Path) -> None:
+    from engine_shim.tailer import VolatileConsumer
+
+    class ListSink:
+        def __init__(self) -> None:
+            self.records: list[RequestRecord] = []
+
+        def record(self, r: RequestRecord) -> None:
+            self.records.append(r)
+
+        def record_snapshot(self, snapshot: object) -> None: ...
+
+        def close(self) -> None: ...
+
+    clock, sink = Clock(), ListSink()
+    consumer = VolatileConsumer(sink, tmp_path, every=1.0, clock=clock)
+    assert consumer.resume_at() == journal.START
+    consumer.consume([record(0)], Position(1, 10))  # the first is written at once
+    consumer.consume([record(1)], Position(1, 20))
+    assert consumer.resume_at() == Position(1, 10)  # a crash now: record 1 seen again
+    consumer.tick()
+    assert consumer.resume_at() == Position(1, 10)
+    clock.now = 1.5
+    consumer.tick()  # idle a second later: written
+    assert consumer.resume_at() == Position(1, 20)
+    consumer.consume([record(2)], Position(1, 30))
+    consumer.close()  # and at close
+    assert consumer.resume_at() == Position(1, 30) and len(sink.records) == 3
