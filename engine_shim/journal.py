@@ -309,6 +309,8 @@ class JournalReader:
             with path.open("rb") as handle:
                 handle.seek(self.position.offset)
                 tail = handle.read(MAX_LINE)
+            if b"\n" in tail:
+                return False  # whole lines arrived since the last read: read them first
             after = Position(self.position.segment, size)
             self._quarantine(tail, after, "an unfinished line: its writer stopped mid-line")
             self.position = after

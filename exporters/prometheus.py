@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -169,13 +169,14 @@ def catalog_family(spec: MetricSpec, labels: Iterable[str] = (), value: float | 
     return GaugeMetricFamily(spec.name, spec.help, labels=list(labels) or None, value=value)
 
 
-class LabelledPairCollector(Collector):
-    """Two catalogue metrics sharing one label, read live as {label value: (first, second)}."""
+class LabelledCollector(Collector):
+    """Catalogue metrics sharing one label, read live as {label value: (one per metric)}."""
 
-    def __init__(self, first: MetricSpec, second: MetricSpec,
-                 read: Callable[[], Mapping[str, tuple[float, float]]]) -> None:
-        assert first.labels == second.labels and len(first.labels) == 1
-        self._specs, self._read = (first, second), read
+    def __init__(self, specs: Sequence[MetricSpec],
+                 read: Callable[[], Mapping[str, Sequence[float]]]) -> None:
+        assert all(spec.labels == specs[0].labels for spec in specs)
+        assert len(specs[0].labels) == 1
+        self._specs, self._read = tuple(specs), read
 
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
         families = [catalog_family(spec, spec.labels) for spec in self._specs]
@@ -185,26 +186,16 @@ class LabelledPairCollector(Collector):
         return families
 
 
+class LabelledPairCollector(LabelledCollector):
+    """Two catalogue metrics sharing one label, read live as {label value: (first, second)}."""
+
+    def __init__(self, first: MetricSpec, second: MetricSpec,
+                 read: Callable[[], Mapping[str, tuple[float, float]]]) -> None:
+        super().__init__((first, second), read)
+
+
 PluginCost = Callable[[], Mapping[str, tuple[int, float]]]
 JournalStats = Callable[[], Mapping[str, tuple[float, float, float, float]]]
-
-
-class JournalCollector(Collector):
-    """Each journal consumer's records, failed batches, quarantined lines and lag, read live
-    as {consumer: (records, failures, quarantined, lag bytes)}."""
-
-    SPECS = (catalog.JOURNAL_RECORDS, catalog.JOURNAL_FAILURES, catalog.JOURNAL_QUARANTINED,
-             catalog.JOURNAL_LAG)
-
-    def __init__(self, read: JournalStats) -> None:
-        self._read = read
-
-    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
-        families = [catalog_family(spec, spec.labels) for spec in self.SPECS]
-        for key, values in sorted(self._read().items()):
-            for family, value in zip(families, values, strict=True):
-                family.add_metric([key], value)
-        return families
 
 
 class OutboxCollector(Collector):
@@ -250,7 +241,9 @@ class PrometheusExporter:
 
     def watch_journal(self, stats: JournalStats) -> None:
         """The journal consumers' progress (engine_shim/tailer.py), read at scrape time."""
-        self.registry.register(JournalCollector(stats))
+        self.registry.register(LabelledCollector(
+            (catalog.JOURNAL_RECORDS, catalog.JOURNAL_FAILURES, catalog.JOURNAL_QUARANTINED,
+             catalog.JOURNAL_LAG), stats))
 
     def watch_outbox(self, stats: Callable[[], Any]) -> None:
         self.registry.register(OutboxCollector(stats))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, data_plane: str
         spec = LoadSpec(target=proc.url, tenants=4, rps=6, duration=6, seed=11,
                         prompt_median=120, output_median=40)
         results = asyncio.run(run_load(spec, progress_out=None))
-        proc.records(expect=len(results))
+        # every client request's record (the load generator's model probe is recorded too,
+        # so a count alone can be reached one record early)
+        wanted = {r.response_id for r in results}
+        deadline = time.monotonic() + 15
+        while not wanted <= {r.response_id for r in proc.records()}:
+            assert time.monotonic() < deadline, "records missing"
+            time.sleep(0.05)
         yield proc, results
 
 

@@ -196,3 +196,18 @@ def test_a_volatile_consumer_writes_its_position_at_most_once_a_second(tmp_path:
     consumer.consume([record(2)], Position(1, 30))
     consumer.close()  # and at close
     assert consumer.resume_at() == Position(1, 30) and len(sink.records) == 3
+
+
+def test_a_line_written_just_before_the_seal_is_read_not_quarantined(tmp_path: Path) -> None:
+    """The writer appends a last line, rotates and seals between the reader's read at the
+    end of the segment and its check whether the segment is finished."""
+    journal.ensure(tmp_path)
+    reader = JournalReader(tmp_path, settle=3600.0, clock=Clock())
+    assert reader.read() == []  # at the end of segment 1
+    with (tmp_path / journal.LINK).open("ab") as handle:
+        handle.write(journal.record_line(record(0)))
+    journal.rotate(tmp_path)
+    journal.seal(tmp_path, 1)
+    path = tmp_path / journal.segment_name(1)
+    assert reader._finished(path) is False  # the new line is read first
+    assert ids(reader.read()) == ["r0"] and reader.stats.quarantined == 0
