@@ -34,9 +34,14 @@ from llmkpi import processes
 from llmkpi.serve import install_fast_loop
 
 RESULTS = Path(__file__).parent / "results" / "sidecar_overhead.json"
-BODY = {"messages": [{"role": "user", "content": "measure the proxy " * 20}], "stream": True,
-        "max_tokens": 32, "ignore_eos": True}
+LITELLM = "litellm[proxy]==1.108.5"  # the 1.108 line the issue measured (its newest
+# release here whose proxy extras the package index has), in its own venv
+LITELLM_VENV = Path(__file__).resolve().parent.parent / ".cache" / "bench" / "litellm-venv"
+BODY: dict[str, Any] = {"messages": [{"role": "user", "content": "measure the proxy " * 20}],
+                        "stream": True, "max_tokens": 32, "ignore_eos": True}
 LEVELS = (1, 16, 64, 128)
+LITELLM_KEY = "sk-llmkpi-bench-" + "0" * 32  # LiteLLM refuses to start without a master key
+HEADERS = {"litellm": {"Authorization": f"Bearer {LITELLM_KEY}"}}
 # at 128 streams: the nginx-plane sidecar's tree against plain nginx
 TARGET_CPU_RATIO, TARGET_ADDED_TTFT_MS, TARGET_TELEMETRY_RSS_MB = 1.5, 10.0, 60.0
 
@@ -46,11 +51,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, int]:
+async def one_stream(session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+                     ) -> tuple[float, int]:
     start = time.perf_counter()
     first: float | None = None
     tokens = 0
-    async with session.post(url + "/v1/chat/completions", json=BODY) as resp:
+    async with session.post(url + "/v1/chat/completions", json=BODY, headers=headers) as resp:
         async for line in resp.content:
             if b'"content":"' in line and b'"content":""' not in line:
                 tokens += 1
@@ -60,7 +66,8 @@ async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, i
     return first - start, tokens
 
 
-async def block(url: str, streams: int, per_stream: int) -> tuple[list[float], int]:
+async def block(url: str, streams: int, per_stream: int, headers: dict[str, str] | None = None
+                ) -> tuple[list[float], int]:
     ttfts: list[float] = []
     tokens = 0
     connector = aiohttp.TCPConnector(limit=0)
@@ -69,7 +76,7 @@ async def block(url: str, streams: int, per_stream: int) -> tuple[list[float], i
         async def worker() -> None:
             nonlocal tokens
             for _ in range(per_stream):
-                ttft, n = await one_stream(session, url)
+                ttft, n = await one_stream(session, url, headers or {})
                 ttfts.append(ttft)
                 tokens += n
 
@@ -99,19 +106,19 @@ def measure(urls: dict[str, str], pids: dict[str, int], rounds: int, quick: bool
             ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for streams in LEVELS:
-        per_stream = max(2, (40 if quick else 256) // streams)
+        per_stream = max(2, (40 if quick else 384) // streams)
         ttfts: dict[str, list[float]] = {m: [] for m in urls}
         cpu = dict.fromkeys(urls, 0.0)
         telemetry_cpu = 0.0
         tokens = dict.fromkeys(urls, 0)
-        for url in urls.values():
-            asyncio.run(block(url, streams, 1))  # warm connections and caches
+        for mode, url in urls.items():
+            asyncio.run(block(url, streams, 1, HEADERS.get(mode)))  # warm connections, caches
         for _ in range(rounds):
             for mode, url in urls.items():
                 before = tree_cpu(pids[mode]) if mode in pids else 0.0
                 alone = tree_cpu(pids[mode], descendants=False) if mode == "sidecar_nginx" \
                     else 0.0
-                got, n = asyncio.run(block(url, streams, per_stream))
+                got, n = asyncio.run(block(url, streams, per_stream, HEADERS.get(mode)))
                 if mode in pids:
                     cpu[mode] += tree_cpu(pids[mode]) - before
                 if mode == "sidecar_nginx":
@@ -174,10 +181,59 @@ http {{
                                            "-c", str(conf)], tmp)
 
 
-def one_run(rounds: int, quick: bool) -> dict[str, Any]:
+def litellm_binary() -> tuple[Path | None, str]:
+    """LiteLLM's proxy from its own venv (made on first use); (None, why) when it cannot be
+    installed here, so the benchmark runs on without it."""
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if binary.exists():
+        return binary, LITELLM
+    print(f"installing {LITELLM} into {LITELLM_VENV} (once)", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True,
+                       capture_output=True, timeout=300)
+        done = subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", LITELLM],
+                              capture_output=True, text=True, timeout=1800, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"LiteLLM skipped: no venv ({exc})"
+    if done.returncode != 0 or not binary.exists():
+        shutil.rmtree(LITELLM_VENV, ignore_errors=True)
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return None, f"LiteLLM skipped: pip install {LITELLM} failed ({last})"
+    return binary, LITELLM
+
+
+def litellm_proxy(tmp: Path, binary: Path, upstream: str, model: str, port: int
+                  ) -> processes.Started:
+    """LiteLLM's proxy in front of the engine: one model, no database, one worker."""
+    config = tmp / "litellm.yaml"
+    config.write_text(f"""model_list:
+  - model_name: {model}
+    litellm_params:
+      model: openai/{model}
+      api_base: {upstream}/v1
+      api_key: none
+litellm_settings:
+  drop_params: true
+""")
+    return processes.start("litellm", [str(binary), "--config", str(config), "--host",
+                                       "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+                           tmp, env={"LITELLM_LOG": "ERROR", "NO_DOCS": "True",
+                                     "LITELLM_MASTER_KEY": LITELLM_KEY,
+                                     "HF_HUB_OFFLINE": "1"})  # no network for its tokenizer
+
+
+def served_model(upstream: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(upstream + "/v1/models") as resp:
+        return str(json.loads(resp.read())["data"][0]["id"])
+
+
+def one_run(rounds: int, quick: bool, litellm: Path | None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="llmkpi-bench-"))
     ports = {name: processes.free_port() for name in (
-        "sim", "nginx", "passthrough", "sidecar_python", "sidecar_nginx", "m1", "m2")}
+        "sim", "nginx", "passthrough", "sidecar_python", "sidecar_nginx", "litellm", "m1",
+        "m2")}
     upstream = f"http://127.0.0.1:{ports['sim']}"
     env = {"LLMKPI_LOG_LEVEL": "WARNING"}
     started = {"direct": processes.start("simulator", ["simulate", "--port", str(ports["sim"]),
@@ -187,7 +243,7 @@ def one_run(rounds: int, quick: bool) -> dict[str, Any]:
         tmp)
     started["sidecar_python"] = processes.start("sidecar-python", [
         "sidecar", "--upstream", upstream, "--port", str(ports["sidecar_python"]),
-        "--metrics-port", str(ports["m1"])], tmp, env=env)
+        "--metrics-port", str(ports["m1"]), "--data-plane", "python"], tmp, env=env)
     have_nginx = nginx_plane.missing() is None
     if have_nginx:
         started["nginx"] = plain_nginx(tmp, upstream, ports["nginx"])
@@ -195,13 +251,19 @@ def one_run(rounds: int, quick: bool) -> dict[str, Any]:
             "sidecar", "--upstream", upstream, "--port", str(ports["sidecar_nginx"]),
             "--metrics-port", str(ports["m2"]), "--data-plane", "nginx", "--journal",
             str(tmp / "journal")], tmp, env=env)
-    order = ["direct", "nginx", "passthrough", "sidecar_python", "sidecar_nginx"]
+    processes.wait_http(upstream + "/health", started["direct"])
+    BODY["model"] = served_model(upstream)  # every client names the model (LiteLLM must)
+    if litellm is not None:
+        started["litellm"] = litellm_proxy(tmp, litellm, upstream, str(BODY["model"]),
+                                           ports["litellm"])
+    order = ["direct", "nginx", "passthrough", "sidecar_python", "sidecar_nginx", "litellm"]
     urls = {m: f"http://127.0.0.1:{ports['sim' if m == 'direct' else m]}" for m in order
             if m in started}
     with processes.running(*started.values()):
         for mode, url in urls.items():
             processes.wait_http(url + ("/health" if mode in ("direct", "passthrough")
-                                       else "/v1/models"), started[mode])
+                                       else "/health/liveliness" if mode == "litellm"
+                                       else "/v1/models"), started[mode], timeout=120)
         pids = {m: started[m].process.pid for m in urls if m != "direct"}
         return measure(urls, pids, rounds, quick)
 
@@ -242,16 +304,20 @@ def spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
+    parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     install_fast_loop()
+    litellm, litellm_note = (None, "LiteLLM left out (--no-litellm)") if args.no_litellm \
+        else litellm_binary()
+    print(litellm_note, flush=True)
     runs = []
     for n in range(args.runs):
         print(f"run {n + 1} of {args.runs}", flush=True)
-        runs.append(one_run(args.rounds, args.quick))
+        runs.append(one_run(args.rounds, args.quick, litellm))
     judged = verdict(runs)
     result = {
         "benchmark": "sidecar_overhead",
@@ -263,8 +329,10 @@ def main() -> int:
         "modes": "direct = client to engine; nginx = plain nginx reverse proxy"
                  " (proxy_buffering off); passthrough = a bare aiohttp proxy"
                  " (bench/passthrough_proxy.py); sidecar_python / sidecar_nginx = llmkpi's"
-                 " sidecar on each data plane (CPU: the whole process tree)",
+                 " sidecar on each data plane (CPU: the whole process tree); litellm ="
+                 " LiteLLM's proxy, no database, one worker",
         "rounds": args.rounds,
+        "litellm": litellm_note,
         "runs": runs,
         "spread": spread(runs) if len(runs) > 1 else None,
         "targets": {"cpu_ratio_to_plain_nginx_at_128": TARGET_CPU_RATIO,

@@ -63,13 +63,13 @@ class GapHistogram(Collector):
         bounds, negative = self.bounds, 0
         with self._lock:
             series = self._series.setdefault(key, _Series(len(bounds) + 1))
-            counts = series.counts
+            counts, where = series.counts, bisect.bisect_left
+            if values and min(values) < 0:
+                kept = [v for v in values if v >= 0]
+                negative, values = len(values) - len(kept), kept
             for value in values:
-                if value < 0:
-                    negative += 1
-                    continue
-                counts[bisect.bisect_left(bounds, value)] += 1  # le: bound >= value
-                series.total += value
+                counts[where(bounds, value)] += 1  # le: bound >= value
+            series.total += sum(values)
         return negative
 
     def remove(self, *values: str) -> None:

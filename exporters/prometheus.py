@@ -51,6 +51,9 @@ class PrometheusSink:
             for spec in catalog.REQUEST_METRICS + catalog.ENGINE_METRICS}
         self._overflow = build_metric(catalog.LABEL_OVERFLOW, registry)
         self._series: dict[str, set[tuple[str, ...]]] = {n: set() for n in self._metrics}
+        # (metric, labels) -> child: prometheus_client's labels() validates and locks on
+        # every call, most of a record's cost; evicted series leave this cache too
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._bounds = {
             "tenant": TopKLabel(max_tenants, on_evict=lambda v: self._evict("tenant", v)),
             "feature": TopKLabel(max_features, on_evict=lambda v: self._evict("feature", v)),
@@ -118,8 +121,12 @@ class PrometheusSink:
         return bounded
 
     def _child(self, spec: MetricSpec, labels: tuple[str, ...]) -> Any:
-        self._series[spec.name].add(labels)
-        return self._metrics[spec.name].labels(*labels)
+        key = (spec.name, labels)
+        child = self._children.get(key)
+        if child is None:
+            self._series[spec.name].add(labels)
+            child = self._children[key] = self._metrics[spec.name].labels(*labels)
+        return child
 
     def _observe(self, spec: MetricSpec, labels: tuple[str, ...], values: Iterable[float],
                  exemplar: dict[str, str] | None) -> None:
@@ -158,6 +165,7 @@ class PrometheusSink:
             for combo in [c for c in series if c[index] == value]:
                 self._metrics[name].remove(*combo)
                 series.discard(combo)
+                self._children.pop((name, combo), None)
 
 
 def catalog_family(spec: MetricSpec, labels: Iterable[str] = (), value: float | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
 import tempfile
 import time
@@ -181,15 +182,22 @@ def nginx_config(settings: SidecarSettings, folder: Path) -> NginxConfig:
         salt=settings.key_salt, aliases=_resolver_parts(settings),
         tenant_header=settings.tenant_header, feature_header=settings.feature_header,
         pod=settings.sinks.pod, sample_ratio=settings.sinks.tracing.sample_ratio,
+        capture_content=settings.sinks.tracing.capture_content,
         workers=settings.nginx_workers)
 
 
 def run_nginx_sidecar(settings: SidecarSettings, exporter: PrometheusExporter) -> None:
     """nginx relays and measures (engine_shim/nginx/llmkpi.lua) into the journal; this
     process feeds the sinks from it and polls the engine's /metrics."""
+    temporary = settings.journal is None
     folder = settings.journal or Path(tempfile.mkdtemp(prefix="llmkpi-journal-"))
+    durable = settings.sinks.ledger_url is not None or settings.sinks.events.outbox is not None
+    if temporary and durable:
+        log.warning("no --journal: a journal in %s, deleted at exit; give --journal DIR so a"
+                    " restart resumes the ledger and outbox where they stopped", folder)
+    config = nginx_config(settings, folder)  # a bad alias file fails before any port opens
     wiring = build_journal(replace(settings, journal=folder), exporter)
-    plane = NginxPlane(nginx_config(settings, folder), max_bytes=settings.journal_max_bytes)
+    plane = NginxPlane(config, max_bytes=settings.journal_max_bytes)
     try:
         plane.start()
         exporter.serve(settings.metrics_port, settings.host)
@@ -198,7 +206,9 @@ def run_nginx_sidecar(settings: SidecarSettings, exporter: PrometheusExporter) -
         asyncio.run(_poll_engine(settings, wiring.snapshots))
     finally:
         plane.stop()
-        wiring.close()
+        wiring.close()  # the consumers drain what nginx wrote before it stopped
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _poll_engine(settings: SidecarSettings, sink: RecordSink) -> None:

@@ -28,7 +28,8 @@ ENV_DOC = {
     "LLMKPI_JOURNAL": "sidecar: folder of the request journal the sinks read"
                       " (docs/record-contract.md)",
     "LLMKPI_JOURNAL_MAX_BYTES": "sidecar: journal segment size before rotation (64 MiB)",
-    "LLMKPI_DATA_PLANE": "sidecar: python (default) or nginx (nginx + Lua relays the bytes)",
+    "LLMKPI_DATA_PLANE": "sidecar: nginx (default where installed: nginx + Lua relays the"
+                         " bytes) or python",
     "LLMKPI_NGINX_WORKERS": "sidecar: nginx worker processes of the nginx data plane (1)",
     "LLMKPI_SINK_QUEUE": "sidecar: bounded queue length per sink (10000)",
     "LLMKPI_ENGINE_POLL_SECONDS": "sidecar: interval of engine /metrics polls, 0 = off (5)",
@@ -242,7 +243,7 @@ class SidecarSettings:
     sinks: SinkSettings
     journal: Path | None = None  # the data plane's hand-off to the sinks (docs/record-contract.md)
     journal_max_bytes: int = 64 * 1024 * 1024
-    data_plane: str = "python"  # or nginx: engine_shim/nginx_plane.py
+    data_plane: str = "nginx"  # where installed, else python: engine_shim/nginx_plane.py
     nginx_workers: int = 1
 
     @classmethod
@@ -276,7 +277,7 @@ class SidecarSettings:
             sinks=SinkSettings.from_env(env, "llmkpi-sidecar", flags),
             journal=Path(str(journal)) if journal else None,
             journal_max_bytes=env.get_int("LLMKPI_JOURNAL_MAX_BYTES", 64 * 1024 * 1024, 4096),
-            data_plane=str(pick("data_plane", env.get_str("LLMKPI_DATA_PLANE", "python"))),
+            data_plane=str(pick("data_plane", env.get_str("LLMKPI_DATA_PLANE", "nginx"))),
             nginx_workers=env.get_int("LLMKPI_NGINX_WORKERS", 1, 1),
         )
         if settings.data_plane not in DATA_PLANES:

@@ -33,6 +33,7 @@ local null = cjson.null
 local settings = {
     salt = "", aliases = {}, tenant_header = "X-Tenant", feature_header = "X-Feature",
     pod = "", sample_ratio = 1.0, upstream = "", max_capture = 16 * 1024 * 1024,
+    capture_content = false, content_limit = 65536,
 }
 local key_cache = {}  -- bearer key -> tenant, per worker (bounded below)
 local key_cache_size = 0
@@ -61,6 +62,18 @@ function M.init(path)
     local doc = assert(cjson.decode(handle:read("*a")))
     handle:close()
     for k, v in pairs(doc) do settings[k] = v end
+end
+
+-- at most `limit` bytes of `text`, never cutting a UTF-8 character in two
+local function clip(text, limit)
+    if #text <= limit then return text end
+    local cut = limit
+    while cut > 0 do
+        local b = byte(text, cut + 1)
+        if b < 0x80 or b >= 0xC0 then break end  -- the next byte starts a character
+        cut = cut - 1
+    end
+    return sub(text, 1, cut)
 end
 
 -- tenancy: as engine_shim/tenancy.py -----------------------------------------------------
@@ -163,11 +176,16 @@ end
 function M.start()
     local wall, mono = clock(CLOCK_REALTIME), clock(CLOCK_MONOTONIC)
     local headers = ngx.req.get_headers(100)
+    local key = ngx.var.request_id  -- unique per request, whatever the client's id
     local ctx = {
         wall0 = wall, mono0 = mono, gaps = {}, tokens = 0, stream = false, strip = false,
         is_json = false, model = "unknown", pending = nil, eof = false, extra = {},
+        key = key, request_id = key, tenant = "anonymous", feature = "none",
+        endpoint = ngx.var.uri,
     }
-    ngx.ctx.llmkpi = ctx
+    ngx.ctx.llmkpi = ctx  -- set first: should anything below fail, the record still leaves
+    ngx.var.llmkpi_id = key
+    M.inflight[key] = ctx  -- found again after an internal redirect (502 page)
     local body = read_body()
     local doc = nil
     if find(body, "^%s*{") then
@@ -178,6 +196,13 @@ function M.start()
         ctx.is_json = true
         ctx.stream = doc.stream == true
         if type(doc.model) == "string" and doc.model ~= "" then ctx.model = doc.model end
+        if settings.capture_content then  -- opt-in: the span carries the text
+            local prompt = doc.messages
+            if prompt == nil then prompt = doc.prompt end
+            ctx.extra["gen_ai.input.messages"] = clip(cjson.encode(prompt) or "null",
+                                                      settings.content_limit)
+            ctx.output = {}
+        end
         if ctx.stream then
             local changed
             body, changed = ensure_stream_usage(body, doc)
@@ -194,16 +219,12 @@ function M.start()
     local feature = headers[settings.feature_header]
     if type(feature) == "table" then feature = feature[1] end
     ctx.feature = (type(feature) == "string" and feature ~= "") and sub(feature, 1, 64) or "none"
-    ctx.endpoint = ngx.var.uri
     local parent = headers["traceparent"]
     if type(parent) == "table" then parent = parent[1] end
     ctx.trace_id, ctx.span_id, ctx.parent_span_id, ctx.sampled = trace_of(parent)
     ngx.req.clear_header("Accept-Encoding")  -- measured streams must arrive uncompressed
     ngx.req.set_header("traceparent", format("00-%s-%s-%s", ctx.trace_id, ctx.span_id,
                                              ctx.sampled and "01" or "00"))
-    ctx.key = ngx.var.request_id  -- unique per request, whatever the client's id
-    ngx.var.llmkpi_id = ctx.key
-    M.inflight[ctx.key] = ctx  -- found again after an internal redirect (502 page)
 end
 
 local function now(ctx)
@@ -233,6 +254,14 @@ local function truthy(v)
     if v == nil or v == null or v == false or v == "" or v == 0 then return false end
     if type(v) == "table" and next(v) == nil then return false end
     return true
+end
+
+-- the text a choice adds to the completion (as engine_shim/stream.py's _choice_text)
+local function choice_text(choice)
+    if type(choice.text) == "string" then return choice.text end
+    local delta = choice.delta
+    local content = type(delta) == "table" and delta.content or nil
+    return type(content) == "string" and content or ""
 end
 
 local function event_data(event)
@@ -265,7 +294,7 @@ end
 -- token chunks are classified from their bytes (the regexes run on the whole event: its
 -- "data: " prefix matches neither); only the rest is decoded.
 local function inspect(ctx, event, when)
-    if ctx.response_id and not re_find(event, NEEDS_PARSE, "jo") then
+    if ctx.response_id and not ctx.output and not re_find(event, NEEDS_PARSE, "jo") then
         if re_find(event, HAS_TOKEN, "jo") then token_at(ctx, when) end
         return true
     end
@@ -286,6 +315,7 @@ local function inspect(ctx, event, when)
                     or truthy(delta.reasoning_content) or truthy(delta.tool_calls))) then
                 token = true
             end
+            if ctx.output then ctx.output[#ctx.output + 1] = choice_text(choice) end
             if truthy(choice.finish_reason) then ctx.finish_reason = tostring(choice.finish_reason) end
         end
     end
@@ -315,6 +345,11 @@ local function read_whole(ctx, payload)
         for _, choice in ipairs(doc.choices) do
             if type(choice) == "table" and truthy(choice.finish_reason) then
                 ctx.finish_reason = tostring(choice.finish_reason)
+            end
+            if type(choice) == "table" and ctx.output then
+                local message = choice.message
+                local text = type(message) == "table" and message.content or choice.text
+                if type(text) == "string" then ctx.output[#ctx.output + 1] = text end
             end
         end
     end
@@ -403,9 +438,14 @@ end
 
 local function outcome_of(ctx, status)
     if status == 499 then return "cancelled", 499 end
-    if not ctx.status then return "error", 502 end  -- the engine never answered
+    if not ctx.status then  -- the engine never answered (or nginx itself failed)
+        return "error", status >= 500 and status or 502
+    end
     if ctx.sse and not ctx.eof then
-        return "error", ctx.status  -- the stream broke off while the client was reading
+        -- the stream ended early: nginx completes the request when the engine broke off,
+        -- not when the client left (its status stays the engine's, as on the Python plane)
+        if ngx.var.request_completion ~= "OK" then return "cancelled", ctx.status end
+        return "error", ctx.status
     end
     if status < 400 then return "ok", status end
     if status < 500 then return "rejected", status end
@@ -427,6 +467,10 @@ function M.finish()
     local details = usage.prompt_tokens_details
     local cached = type(details) == "table" and int(details.cached_tokens) or "null"
     if output == "null" and ctx.first then output = format("%d", #ctx.gaps + 1) end
+    if ctx.output then  -- as the Python plane writes it: json.dumps of one message
+        ctx.extra["gen_ai.output.messages"] = '[{"role": "assistant", "content": '
+            .. cjson.encode(clip(concat(ctx.output), settings.content_limit)) .. '}]'
+    end
     local gaps = {}
     for i, gap in ipairs(ctx.gaps) do gaps[i] = format("%.6f", gap) end
     local extra = {}

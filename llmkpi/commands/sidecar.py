@@ -21,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " appends each record there and the sinks read it, the ledger and"
                         " outbox resuming exactly where they stopped (LLMKPI_JOURNAL)")
     parser.add_argument("--data-plane", choices=("python", "nginx"),
-                        help="what relays the bytes: python (default) or nginx with its Lua"
-                        " module, the telemetry staying in this process (LLMKPI_DATA_PLANE)")
+                        help="what relays the bytes: nginx with its Lua module (default where"
+                        " installed, else python), the telemetry staying in this process"
+                        " (LLMKPI_DATA_PLANE)")
     parser.add_argument("--engine-poll-seconds", type=float,
                         help="engine /metrics poll interval")
     parser.add_argument("--otlp-endpoint", help="send spans over OTLP to this base URL")

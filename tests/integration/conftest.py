@@ -34,6 +34,24 @@ def _starts_sidecar(metafunc: pytest.Metafunc) -> bool:
     return "sidecar" in source and '"--data-plane"' not in source  # not if it picks one
 
 
+@pytest.fixture(autouse=True)
+def _parametrized_plane(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test given a plane by pytest_generate_tests without asking for the data_plane
+    fixture (its helpers start the sidecar): set that plane around the test. Appending to
+    metafunc.fixturenames does not make pytest run the fixture, so this does it."""
+    callspec = getattr(request.node, "callspec", None)
+    plane = callspec.params.get("data_plane") if callspec is not None else None
+    if plane is None or "data_plane" in request.fixturenames:
+        yield
+        return
+    before = helpers.DATA_PLANE["name"]
+    helpers.DATA_PLANE["name"] = plane
+    try:
+        yield
+    finally:
+        helpers.DATA_PLANE["name"] = before
+
+
 @pytest.fixture(scope="module")
 def data_plane(request: pytest.FixtureRequest) -> Iterator[str]:
     """Module-scoped, so a module-scoped stack built on a sidecar (test_sidecar_openai)

@@ -72,7 +72,7 @@ def simulator(tmp: Path, profile: str = "h100-llama3-8b", seed: int = 1,
         yield f"http://127.0.0.1:{port}"
 
 
-DATA_PLANE = {"name": "python"}  # which data plane `sidecar` starts
+DATA_PLANE = {"name": "python"}  # which data plane `sidecar` starts (named on its command line)
 
 
 @contextlib.contextmanager
@@ -80,11 +80,10 @@ def sidecar(tmp: Path, upstream: str, *extra: str,
             env: dict[str, str] | None = None) -> Iterator[SidecarProc]:
     port, metrics_port = processes.free_port(), processes.free_port()
     records = tmp / f"records-{port}.jsonl"
-    plane: tuple[str, ...] = ()
-    if DATA_PLANE["name"] == "nginx":  # the data_plane fixture (conftest.py) chose nginx
-        plane = ("--data-plane", "nginx")
-        if "--journal" not in extra:
-            plane += ("--journal", str(tmp / f"journal-{port}"))
+    plane: tuple[str, ...] = () if "--data-plane" in extra else ("--data-plane",
+                                                                  DATA_PLANE["name"])
+    if plane == ("--data-plane", "nginx") and "--journal" not in extra:  # conftest.py chose it
+        plane += ("--journal", str(tmp / f"journal-{port}"))
     started = processes.start(f"sidecar-{port}", [
         "sidecar", "--upstream", upstream, "--port", str(port), "--metrics-port",
         str(metrics_port), "--records-out", str(records), "--engine-poll-seconds", "0.5",

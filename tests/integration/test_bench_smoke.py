@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 def test_sidecar_benchmark_writes_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, "-m", "bench.sidecar_overhead", "--quick",
-                           "--rounds", "1", "--runs", "1", "--out", str(out)],
+                           "--rounds", "1", "--runs", "1", "--no-litellm", "--out", str(out)],
                           capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
@@ -27,6 +27,19 @@ def test_sidecar_benchmark_writes_its_figures(tmp_path: Path) -> None:
         assert all(v > 0 for v in row["cpu_seconds_per_1k_tokens"].values())
     assert run["rss_mb"]["sidecar_nginx_telemetry"] > 0
     assert result["verdict"]["judged"] and isinstance(result["meets_targets"], bool)
+    assert result["litellm"] == "LiteLLM left out (--no-litellm)"
+
+
+def test_litellm_that_cannot_install_is_skipped_with_a_note(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import sidecar_overhead
+
+    monkeypatch.setattr(sidecar_overhead, "LITELLM", "llmkpi-no-such-package==0.0.1")
+    monkeypatch.setattr(sidecar_overhead, "LITELLM_VENV", tmp_path / "venv")
+    binary, note = sidecar_overhead.litellm_binary()
+    assert binary is None
+    assert note.startswith("LiteLLM skipped: pip install llmkpi-no-such-package==0.0.1 failed")
+    assert not (tmp_path / "venv").exists()  # no half-made venv is taken for an install
 
 
 def test_events_benchmark_writes_its_figures(tmp_path: Path) -> None:

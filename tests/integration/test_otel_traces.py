@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -78,9 +79,9 @@ def apps() -> Iterator[BackgroundApps]:
     background.close()
 
 
-async def send(url: str, headers: dict[str, str]) -> None:
+async def send(url: str, headers: dict[str, str], **body: Any) -> None:
     async with aiohttp.ClientSession() as session, session.post(
-            url + "/v1/chat/completions", json={"model": "m", "stream": True},
+            url + "/v1/chat/completions", json={"model": "m", "stream": True, **body},
             headers=headers) as resp:
         assert resp.status == 200
         await resp.read()
@@ -142,12 +143,18 @@ def test_content_capture_is_opt_in(tmp_path: Path, apps: BackgroundApps) -> None
     collector = apps.serve(receiver.app())
     upstream = apps.serve(scripted_upstream([]))
     env = {**FAST_BATCHES, "LLMKPI_OTEL_CAPTURE_CONTENT": "true"}
+    messages = [{"role": "user", "content": "héllo / wörld ✓"}]
     with sidecar(tmp_path, upstream, "--otlp-endpoint", collector, env=env) as proc:
-        asyncio.run(send(proc.url, {}))
+        asyncio.run(send(proc.url, {}, messages=messages))
         wait_for(lambda: len(receiver.spans) == 1)
+        # a prompt over the 64 KiB limit, its cut falling inside a two-byte character
+        asyncio.run(send(proc.url, {}, messages=[{"role": "user", "content": "é" * 40_000}]))
+        wait_for(lambda: len(receiver.spans) == 2)
     attrs = receiver.spans[0]["attributes"]
     assert attrs["gen_ai.output.messages"] == '[{"role": "assistant", "content": "t0t1t2t3t4!"}]'
-    assert "gen_ai.input.messages" in attrs
+    assert json.loads(attrs["gen_ai.input.messages"]) == messages
+    clipped = receiver.spans[1]["attributes"]["gen_ai.input.messages"]  # valid UTF-8 to here
+    assert clipped.startswith('[{"') and 60_000 < len(clipped.encode()) <= 65_536
 
 
 @pytest.mark.parametrize("trouble", ["collector-500", "collector-down"])
