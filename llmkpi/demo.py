@@ -127,7 +127,8 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
         "sidecar", "--upstream", f"http://127.0.0.1:{sim_port}", "--port", str(sidecar_port),
         "--metrics-port", str(metrics_port), "--tenant-aliases", str(_alias_file(workdir)),
         "--records-out", str(workdir / "records.jsonl"), "--engine-poll-seconds", "1",
-        "--journal", str(workdir / "journal"), "--ledger"], logs, env={"LLMKPI_DATABASE_URL": database, "LLMKPI_POD": LIVE_POD}))
+        "--journal", str(workdir / "journal"), "--ledger"], logs,
+        env={"LLMKPI_DATABASE_URL": database, "LLMKPI_POD": LIVE_POD}))
     kpi_config = workdir / "company" / "kpi.yaml"
     started.append(processes.start("kpi-serve", [
         "kpi", "serve", "--database", database, "--port", str(kpi_port), "--interval", "60",
