@@ -169,6 +169,10 @@ def read_csv(path: Path, required: Sequence[str]) -> Iterator[Cells]:
     for row in reader:
         if None in row:  # more cells than header columns
             raise BadInputError(path, reader.line_num, "(row)", "has more cells than the header")
+        if any(value is None for value in row.values()):  # fewer: a truncated row
+            given = sum(value is not None for value in row.values())
+            raise BadInputError(path, reader.line_num, "(row)", f"has {given} cells, the"
+                                f" header {len(header)}: a truncated row")
         yield Cells(path, reader.line_num, row)
 
 

@@ -100,6 +100,9 @@ def rows_of(path: Path, zone: ZoneInfo) -> Iterator[JiraRow]:
             continue
         if len(cells) > len(header):
             raise BadInputError(path, reader.line_num, "(row)", "has more cells than the header")
+        if len(cells) < len(header):  # a truncated export: never guess the missing cells
+            raise BadInputError(path, reader.line_num, "(row)", f"has {len(cells)} cells, the"
+                                f" header {len(header)}: a truncated row")
         yield JiraRow(path, reader.line_num, header, cells, zone)
 
 

@@ -52,7 +52,7 @@ def test_ledger_csv_and_json_lines_import_once(store: Store, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("name", "content", "line", "field", "message"), [
-    ("short.csv", HEADER + ROW.replace(",10,5\n", "\n"), 2, "(row)", "fewer cells"),
+    ("short.csv", HEADER + ROW.replace(",10,5\n", "\n"), 2, "(row)", "a truncated row"),
     ("outcome.csv", HEADER + ROW.replace(",ok,", ",fine,"), 2, "outcome", "'fine' is not one"),
     ("status.csv", HEADER + ROW.replace(",200,", ",42,"), 2, "http_status", "not an HTTP"),
     ("order.csv", HEADER + ROW.replace("00:00:02Z", "00:00:00Z").replace(

@@ -109,13 +109,19 @@ BAD = [
      "p,H100,8,2.5,2026-01-01T00:00:00,\n", 2, "valid_from", "has no time zone"),
     ("gpus", "pod,gpu_type,gpu_count,dollars_per_gpu_hour,valid_from,valid_to\n"
      "p,H100,0,2.5,2026-01-01T00:00:00Z,\n", 2, "gpu_count", "0 is below 1"),
+    ("people", "person,team,tech,hired,exited,hourly_rate\nana,x,true,2024-01-01,,95\n"
+     "bo,x,true,2024-01-01\n", 3, "(row)", "has 4 cells, the header 6: a truncated row"),
+    ("work-items", "Issue key,Issue Type,Status,Created,Resolved,Fix Version/s\n"
+     "OPS-1,Bug,Done,2026-10-01 09:00,2026-10-02 10:00,2026.11\n"
+     "OPS-2,Bug,Done,2026-10-01 09:00,2026-10-02 10:00\n", 3, "(row)",
+     "has 5 cells, the header 6: a truncated row"),
 ]
 
 
 @pytest.mark.parametrize(("kind", "content", "line", "field", "message"), BAD,
                          ids=["wrong-type", "missing-column", "overlapping-stints",
                               "dates-out-of-order", "bad-number-last-row", "naive-time",
-                              "zero-gpus"])
+                              "zero-gpus", "short-row", "truncated-jira-row"])
 def test_bad_file_is_rejected_whole_and_the_store_is_unchanged(
         store: Store, tmp_path: Path, kind: str, content: str | None, line: int, field: str,
         message: str) -> None:
