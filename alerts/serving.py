@@ -1,5 +1,5 @@
-"""Serving alerts: a full KV cache, a growing queue, a long latency tail, errors, and the
-sidecar or engine readings going missing."""
+"""Serving alerts: a full KV cache, a growing queue, a long latency tail, errors, the
+sidecar or engine readings going missing, and telemetry losing or holding back records."""
 
 from __future__ import annotations
 
@@ -57,6 +57,27 @@ def alerts(config: AlertConfig) -> list[r.Alert]:
                 f"The {job} target has been down (or no target exists) for 2 minutes:"
                 " no serving metrics, and the pod's traffic may not be flowing.",
                 f"{url}#llmkpisidecardown", for_="2m"),
+        r.Alert("LlmkpiTelemetryLosingRecords",
+                " or ".join(f"sum by (instance, sink) (increase({m.name}[10m])) > 0" for m in (
+                    c.SINK_DROPPED, c.SINK_FAILED, c.SINK_QUARANTINED))
+                + f" or sum by (instance, consumer) (increase({c.JOURNAL_QUARANTINED.name}"
+                "[10m])) > 0", "ticket",
+                "Telemetry of {{ $labels.instance }} lost or set aside records"
+                " ({{ $labels.sink }}{{ $labels.consumer }})",
+                "{{ $value }} records in 10 minutes were dropped by a full queue, failed in a"
+                " sink, or were refused by the store and quarantined: the ledger, events or"
+                " metrics miss them until someone looks.",
+                f"{url}#llmkpitelemetrylosingrecords"),
+        r.Alert("LlmkpiTelemetryStoreFailing",
+                f"sum by (instance, sink) (increase({c.SINK_WRITE_FAILURES.name}[10m])) > 0"
+                f" or sum by (instance, consumer) (increase({c.JOURNAL_FAILURES.name}[10m]))"
+                " > 0", "ticket",
+                "Telemetry of {{ $labels.instance }} cannot write"
+                " ({{ $labels.sink }}{{ $labels.consumer }})",
+                "A sink's store refused {{ $value }} batch writes in 10 minutes, for 10"
+                " minutes: the records wait (in the journal, or in memory up to a bound) and"
+                " the ledger falls behind.", f"{url}#llmkpitelemetrystorefailing",
+                for_="10m"),
         r.Alert("LlmkpiEngineMetricsMissing",
                 f"{c.ENGINE_UP.name} == 0 or (up{{job=\"{job}\"}} == 1 unless on (instance)"
                 f" {c.ENGINE_UP.name})", "ticket",

@@ -3,21 +3,30 @@
 `record()` only appends to a list (it already runs on a sink thread, behind a bounded queue);
 a flusher thread writes a batch when it reaches `batch_size` or every `interval` seconds.
 Rows are keyed by (source, request_id) and inserted with insert-or-ignore, so a replayed
-record never becomes a second row. A failed write keeps the batch for the next try.
+record never becomes a second row; request_id is the data plane's own id, the client's
+X-Request-Id is kept apart. No row can stop the ledger: text is fitted to its column at the
+boundary (and the row marked `truncated`), a row the store still refuses is quarantined with
+the reason in `ledger_quarantine` and the rest of its batch is written. A store that is down
+(unreachable, locked, table gone) fails the whole batch, which is kept and tried again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import statistics
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
+from sqlmodel import Session
+
 from collectors import usage
 from collectors.store import Store
-from collectors.tables import EngineSnapshotRow, JournalOffset, LedgerRow
+from collectors.tables import EngineSnapshotRow, JournalOffset, LedgerQuarantine, LedgerRow
 from engine_shim.records import EngineSnapshot, RequestRecord
 
 log = logging.getLogger(__name__)
@@ -27,10 +36,70 @@ def utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
+# text columns of the ledger and their lengths: values are cut to these at the boundary
+_TEXT_LIMITS = {c.name: c.type.length for c in LedgerRow.__table__.columns  # type: ignore[attr-defined]
+                if getattr(c.type, "length", None)}
+# errors of the store itself (down, locked, table or grant gone): the batch waits; any other
+# error is one row's value, and that row alone is quarantined
+STORE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.ProgrammingError,
+              sa_exc.InternalError)
+
+
+def fit_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Text cut to its column's length (the row then marked `truncated`), non-finite
+    measurements to None: what a hostile header or a broken engine sends cannot fail a
+    batch. Counts out of a column's range are left to the store (and quarantine)."""
+    cut = False
+    for name, limit in _TEXT_LIMITS.items():
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            row[name], cut = value[:limit], True
+    for name, value in row.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            row[name] = None if name != "e2e_latency" else 0.0
+    row["truncated"] = cut
+    return row
+
+
+def write_rows(store: Store, session: Session, rows: list[dict[str, Any]], consumer: str
+               ) -> int:
+    """Insert-or-ignore `rows` in the session's transaction; a row the store refuses is
+    written to ledger_quarantine with the reason instead. Returns how many were quarantined.
+    Raises (nothing written) when the store itself is down."""
+    if not rows:
+        return 0
+    try:
+        with session.begin_nested():
+            store.insert_ignore(session, LedgerRow, rows)
+        return 0
+    except STORE_DOWN:
+        raise
+    except Exception:  # one or more rows: find them, one savepoint each
+        log.warning("ledger batch of %d rows refused; writing it row by row", len(rows))
+    quarantined = 0
+    for row in rows:
+        try:
+            with session.begin_nested():
+                store.insert_ignore(session, LedgerRow, [row])
+        except STORE_DOWN:
+            raise
+        except Exception as exc:
+            quarantined += 1
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            log.error("ledger row %s quarantined: %s", row.get("request_id"), reason)
+            session.add(LedgerQuarantine(
+                consumer=consumer[:200], request_id=str(row.get("request_id"))[:128],
+                reason=reason[:500], row=json.dumps(row, default=str),
+                quarantined=datetime.now(UTC)))
+    session.flush()
+    return quarantined
+
+
 def ledger_row(record: RequestRecord, gpu: str = "") -> dict[str, Any]:
     gaps = record.inter_token_gaps
-    return {
-        "source": record.source, "request_id": record.request_id, "tenant": record.tenant,
+    return fit_row({
+        "source": record.source, "request_id": record.request_id,
+        "client_request_id": record.client_request_id, "tenant": record.tenant,
         "model": record.model, "feature": record.feature, "endpoint": record.endpoint,
         "pod": record.pod, "gpu": gpu, "arrival": utc(record.arrival_time),
         "finish": utc(record.finish_time), "outcome": record.outcome,
@@ -44,7 +113,7 @@ def ledger_row(record: RequestRecord, gpu: str = "") -> dict[str, Any]:
         "cached_prompt_tokens": record.cached_prompt_tokens,
         "finish_reason": record.finish_reason, "trace_id": record.trace_id,
         "itl_counts": usage.gap_counts(gaps),
-    }
+    })
 
 
 def snapshot_row(snapshot: EngineSnapshot, pod: str = "") -> dict[str, Any]:
@@ -60,15 +129,23 @@ def snapshot_row(snapshot: EngineSnapshot, pod: str = "") -> dict[str, Any]:
 
 
 class LedgerSink:
+    """The ledger fed directly (the plugin; the sidecar without a journal). Rows wait in
+    memory for their batch: a crash loses at most what waits (see docs/record-contract.md);
+    while the store is down they are kept, up to `max_waiting`, and what is dropped beyond
+    that is counted."""
+
     name = "ledger"
 
     def __init__(self, store: Store, *, batch_size: int = 500, interval: float = 1.0,
-                 gpu: str = "", pod: str = "") -> None:
+                 gpu: str = "", pod: str = "", max_waiting: int = 200_000) -> None:
         self.store = store
         self.batch_size, self.interval = batch_size, interval
         self.gpu, self.pod = gpu, pod
+        self.max_waiting = max_waiting
         self.written = 0
-        self.failures = 0
+        self.failures = 0  # batch writes the store refused (kept, tried again)
+        self.dropped = 0  # rows dropped while the store was down and max_waiting was reached
+        self.quarantined = 0
         self._rows: list[dict[str, Any]] = []
         self._snapshots: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -94,24 +171,34 @@ class LedgerSink:
             self.flush()
 
     def flush(self) -> int:
-        with self._lock:
-            rows, self._rows = self._rows, []
-            snapshots, self._snapshots = self._snapshots, []
-        if not rows and not snapshots:
-            return 0
-        try:
-            with self.store.session() as session:
-                self.store.insert_ignore(session, LedgerRow, rows)
-                self.store.insert_ignore(session, EngineSnapshotRow, snapshots)
-                session.commit()
-        except Exception:
-            self.failures += 1
-            log.exception("ledger write of %d rows failed; kept for the next try", len(rows))
+        """Write what waits, one batch of at most `batch_size` rows at a time."""
+        written = 0
+        while True:
             with self._lock:
-                self._rows[:0], self._snapshots[:0] = rows, snapshots
-            return 0
-        self.written += len(rows)
-        return len(rows)
+                rows, self._rows = self._rows[:self.batch_size], self._rows[self.batch_size:]
+                snapshots, self._snapshots = self._snapshots, []
+            if not rows and not snapshots:
+                return written
+            try:
+                with self.store.write_session() as session:
+                    quarantined = write_rows(self.store, session, rows, self.name)
+                    self.store.insert_ignore(session, EngineSnapshotRow, snapshots)
+                    session.commit()
+            except Exception:
+                self.failures += 1
+                log.exception("ledger write of %d rows failed; kept for the next try",
+                              len(rows))
+                with self._lock:
+                    self._rows[:0], self._snapshots[:0] = rows, snapshots
+                    over = len(self._rows) - self.max_waiting
+                    if over > 0:  # the oldest go first, counted
+                        del self._rows[:over]
+                        self.dropped += over
+                    del self._snapshots[:-1000]
+                return written
+            self.quarantined += quarantined
+            self.written += len(rows) - quarantined
+            written += len(rows) - quarantined
 
     def close(self) -> None:
         self._stop.set()
@@ -134,6 +221,7 @@ class LedgerConsumer:
         self.key = f"ledger:{journal}"
         self.gpu = gpu
         self.written = 0
+        self.quarantined = 0  # rows the store refused, kept in ledger_quarantine
 
     def resume_at(self) -> tuple[int, int]:
         with self.store.session() as session:
@@ -142,12 +230,13 @@ class LedgerConsumer:
 
     def consume(self, records: Sequence[RequestRecord], end: tuple[int, int]) -> None:
         rows = [ledger_row(r, self.gpu) for r in records]
-        with self.store.session() as session:
-            self.store.insert_ignore(session, LedgerRow, rows)
+        with self.store.write_session() as session:
+            quarantined = write_rows(self.store, session, rows, self.key)
             session.merge(JournalOffset(consumer=self.key, segment=end[0], offset=end[1],
                                         updated=datetime.now(UTC)))
             session.commit()
-        self.written += len(rows)
+        self.quarantined += quarantined
+        self.written += len(rows) - quarantined
 
     def close(self) -> None:
         """Everything consumed is committed already."""

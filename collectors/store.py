@@ -124,6 +124,17 @@ class Store:
         with Session(self.engine) as session:
             yield session
 
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A session whose transaction can hold savepoints on SQLite too: pysqlite leaves
+        BEGIN to the first INSERT, so a SAVEPOINT first would be the whole transaction and
+        its release a commit. BEGIN IMMEDIATE also takes the write lock up front, waiting
+        out the busy timeout instead of failing on upgrade."""
+        with Session(self.engine) as session:
+            if self.engine.dialect.name == "sqlite":
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            yield session
+
     def insert_ignore(self, session: Session, model: type[SQLModel],
                       rows: Sequence[dict[str, Any]]) -> None:
         """Insert rows, skipping any whose natural key is already stored."""

@@ -28,7 +28,9 @@ class LedgerRow(SQLModel, table=True):
                       Index("ix_ledger_arrival", "arrival"))
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=16)
-    request_id: str = Field(max_length=128)
+    request_id: str = Field(max_length=128)  # the data plane's own id: the key
+    # what the client sent as X-Request-Id (its own correlation id; never a key)
+    client_request_id: str | None = Field(default=None, max_length=128, index=True)
     tenant: str = Field(max_length=64, index=True)
     model: str = Field(max_length=256, index=True)
     feature: str = Field(max_length=64)
@@ -53,6 +55,22 @@ class LedgerRow(SQLModel, table=True):
     # the request's token gaps counted in the ITL histogram's bins (sparse JSON,
     # collectors/usage.py): what a per-gap p95 and the ITL SLO need
     itl_counts: str | None = None
+    # a text value was longer than its column and was cut (collectors/ledger.fit_row)
+    truncated: bool = False
+
+
+class LedgerQuarantine(SQLModel, table=True):
+    """A request row the store refused even after fitting (a count out of the column's
+    range, ...): kept whole as JSON with the store's reason, in the transaction that wrote
+    the rest of its batch, so nothing is lost and nothing blocks the ledger."""
+
+    __tablename__ = "ledger_quarantine"
+    id: int | None = Field(default=None, primary_key=True)
+    consumer: str = Field(max_length=200)
+    request_id: str = Field(max_length=128)
+    reason: str = Field(max_length=500)
+    row: str
+    quarantined: datetime = Field(sa_column=utc_column())
 
 
 class EngineSnapshotRow(SQLModel, table=True):

@@ -84,8 +84,14 @@ class FanOut:
         for sink in self.sinks:
             sink.record_snapshot(snapshot)
 
-    def stats(self) -> Mapping[str, tuple[int, int]]:
-        return {s.name: (s.dropped, s.failed) for s in self.sinks}
+    def stats(self) -> Mapping[str, tuple[int, int, int, int]]:
+        """{sink: (dropped, failed, write failures, quarantined)}: records its full queue
+        dropped (plus any a batching sink had to drop itself), records it raised on, batch
+        writes its store refused (kept and tried again), records its store refused for
+        good and kept aside with the reason."""
+        return {s.name: (s.dropped + int(getattr(s.sink, "dropped", 0)), s.failed,
+                         int(getattr(s.sink, "failures", 0)),
+                         int(getattr(s.sink, "quarantined", 0))) for s in self.sinks}
 
     def close(self) -> None:
         for sink in self.sinks:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import hashlib
 import json
 import logging
 import os
@@ -64,6 +65,8 @@ class NginxConfig:
     salt: str
     aliases: Mapping[str, str] = field(default_factory=dict)  # key hash -> tenant
     tenant_header: str = "X-Tenant"
+    trusted_networks: tuple[str, ...] = ()  # CIDR blocks whose tenant header is honoured
+    tenant_secret: str = ""  # or a request carrying it in X-Llmkpi-Tenant-Secret
     feature_header: str = "X-Feature"
     pod: str = ""
     sample_ratio: float = 1.0
@@ -103,10 +106,12 @@ def render(config: NginxConfig) -> str:
     scheme, target = _upstream(config.upstream)
     prefix = config.prefix
     lua_settings = prefix / "llmkpi.json"
+    trusted = "".join(f"        {network} 1;\n" for network in config.trusted_networks)
     proxy = f"""
             proxy_pass {scheme}://llmkpi_engine;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header X-Llmkpi-Tenant-Secret "";
             proxy_buffering off;
             proxy_request_buffering on;
             proxy_connect_timeout {config.connect_timeout:g}s;
@@ -147,6 +152,9 @@ http {{
     client_body_buffer_size 1m;
     server_tokens off;
     log_format llmkpi escape=none '$llmkpi_record';
+    geo $llmkpi_trusted_peer {{  # client networks whose tenant header is honoured
+        default 0;
+{trusted}    }}
     lua_package_path "{LUA_DIR}/?.lua;;";
     init_by_lua_block {{
         llmkpi = require "llmkpi"
@@ -179,6 +187,8 @@ http {{
 def lua_settings(config: NginxConfig) -> str:
     return json.dumps({"salt": config.salt, "aliases": dict(config.aliases),
                        "tenant_header": config.tenant_header.lower(),
+                       "secret_digest": hashlib.sha256(config.tenant_secret.encode()).hexdigest()
+                       if config.tenant_secret else "",
                        "feature_header": config.feature_header.lower(), "pod": config.pod,
                        "sample_ratio": config.sample_ratio, "upstream": config.upstream,
                        "capture_content": config.capture_content,

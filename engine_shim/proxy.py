@@ -32,7 +32,7 @@ from engine_shim.stream import (
     inspect_event,
     usage_counts,
 )
-from engine_shim.tenancy import TenantResolver
+from engine_shim.tenancy import SECRET_HEADER, TenantResolver
 from engine_shim.tracecontext import TraceContext, start_span_context
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,10 @@ MEASURED_PATHS = frozenset({"/v1/completions", "/v1/chat/completions"})
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
     "trailers", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
+    SECRET_HEADER.lower(),
 })
 NO_FEATURE = "none"
+TENANT_REFUSED = "tenant_header_refused"  # in a record's extra: its header was not honoured
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class _Request:
     response_id: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
     output_parts: list[str] | None = None
+    client_request_id: str | None = None
+    done: bool = False  # the stream's `data: [DONE]` was seen
 
 
 def outcome_for_status(status: int) -> Outcome:
@@ -92,6 +96,7 @@ class Sidecar:
         self.upstream = config.upstream.rstrip("/")
         self.sink = sink
         self.resolver = resolver
+        self._refused = 0
         self.clock = clock
         self.session: aiohttp.ClientSession | None = None
         self.reader = EngineReader(self.upstream + "/metrics", sink, engine=self.upstream,
@@ -151,7 +156,7 @@ class Sidecar:
     def _start(self, request: web.Request, body: bytes, arrival: float
                ) -> tuple[_Request, bytes]:
         parsed: Any = None
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):  # nested past Python's stack
             parsed = json.loads(body)
         is_json = isinstance(parsed, dict)
         payload: dict[str, Any] = parsed if is_json else {}
@@ -161,14 +166,23 @@ class Sidecar:
             body = json.dumps(payload, separators=(",", ":")).encode()
         model = payload.get("model")
         timer = StreamTimer(self.clock, arrival_time=arrival)
+        tenancy = self.resolver.decide(request.headers, request.remote)
         req = _Request(
-            request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex,
-            tenant=self.resolver.resolve(request.headers),
+            request_id=uuid.uuid4().hex,  # ours: a client cannot make two requests one
+            client_request_id=(request.headers.get("X-Request-Id") or "")[:128] or None,
+            tenant=tenancy.tenant,
             model=model if isinstance(model, str) and model else UNKNOWN,
             feature=(request.headers.get(self.config.feature_header) or NO_FEATURE)[:64],
             endpoint=request.path,
             trace=start_span_context(request.headers, self.config.trace_sample_ratio),
             body_is_json=is_json, stream=stream, strip_usage=strip_usage, timer=timer)
+        if tenancy.refused is not None:
+            req.extra[TENANT_REFUSED] = "1"
+            self._refused += 1
+            if self._refused == 1 or self._refused % 1000 == 0:
+                log.warning("tenant header refused from %s (untrusted sender; %d so far):"
+                            " billed to %s, not the header's tenant", request.remote,
+                            self._refused, tenancy.tenant)
         if self.config.capture_content and is_json:
             prompt = payload.get("messages", payload.get("prompt"))
             req.extra["gen_ai.input.messages"] = json.dumps(prompt)[: self.config.content_limit]
@@ -198,6 +212,9 @@ class Sidecar:
                 if tail:
                     await response.write(tail)
                 await response.write_eof()
+                if not req.done:  # ended cleanly but short of [DONE]: the answer is cut
+                    outcome = "error"
+                    req.extra["stream_incomplete"] = "1"
             except (aiohttp.ClientError, TimeoutError) as exc:
                 outcome = "error" if reading else "cancelled"
                 log.info("stream %s broke off (%s): %s", req.request_id,
@@ -218,6 +235,8 @@ class Sidecar:
         capture = req.output_parts
         for event in events:
             info = inspect_event(event, need_id=req.response_id is None or capture is not None)
+            if info.done:
+                req.done = True
             if info.has_token:
                 req.timer.token_at(now)
                 if capture is not None:
@@ -292,10 +311,11 @@ class Sidecar:
             upstream.release()
 
     def _upstream_down(self, exc: BaseException) -> web.Response:
-        reason = str(exc) or type(exc).__name__
-        body = {"error": {"message": f"upstream {self.upstream} did not answer: {reason}",
-                          "type": "upstream_unavailable", "code": 502,
-                          "upstream": self.upstream}}
+        """502 to the client without the engine's address (internal), which is logged."""
+        log.warning("engine %s did not answer: %s", self.upstream,
+                    str(exc) or type(exc).__name__)
+        body = {"error": {"message": "the inference engine did not answer",
+                          "type": "upstream_unavailable", "code": 502}}
         return web.json_response(body, status=502)
 
     def _finish(self, req: _Request, outcome: Outcome, status: int) -> None:
@@ -310,7 +330,8 @@ class Sidecar:
             if output is None and timer.first_token_time is not None:
                 output = len(timer.gaps) + 1  # no usage (stream broke): count token chunks
             record = RequestRecord(
-                request_id=req.request_id, tenant=req.tenant, model=req.model,
+                request_id=req.request_id, client_request_id=req.client_request_id,
+                tenant=req.tenant, model=req.model,
                 feature=req.feature, endpoint=req.endpoint, arrival_time=timer.arrival_time,
                 finish_time=self.clock(), outcome=outcome, http_status=status,
                 first_token_time=timer.first_token_time, last_token_time=timer.last_token_time,
@@ -338,11 +359,25 @@ def is_measured(method: str, path: str) -> bool:
 
 def upstream_url(upstream: str, raw_path: str) -> URL:
     """The engine's URL for the client's path and query, byte for byte (no re-encoding)."""
-    return URL(upstream.rstrip("/") + raw_path, encoded=True)
+    return URL(upstream.rstrip("/") + origin_form(raw_path), encoded=True)
+
+
+def origin_form(target: str) -> str:
+    """The request target as path and query. An absolute-form target (RFC 9112 §3.2.2,
+    `GET http://host/v1/models`) loses its scheme and authority; any other form is `/`."""
+    if target.startswith("/"):
+        return target
+    _scheme, sep, rest = target.partition("://")
+    if not sep:
+        return "/"
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    tail = rest[cut:].split("#", 1)[0]
+    return tail if tail.startswith("/") else "/" + tail
 
 
 def forward_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
-    """The client's headers for the engine, less hop-by-hop ones (RFC 9110 §7.6.1)."""
+    """The client's headers for the engine, less hop-by-hop ones (RFC 9110 §7.6.1) and the
+    tenant secret."""
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
 
 

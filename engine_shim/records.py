@@ -50,6 +50,8 @@ class RequestRecord:
     pod: str = ""
     source: Literal["sidecar", "plugin", "simulator"] = "sidecar"
     extra: tuple[tuple[str, str], ...] = field(default=())
+    # the client's X-Request-Id (at most 128 characters): kept, never the record's key
+    client_request_id: str | None = None
 
     @property
     def time_to_first_token(self) -> float | None:

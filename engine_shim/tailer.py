@@ -219,8 +219,10 @@ class Tailer:
     def metrics(self) -> dict[str, tuple[float, float, float, float]]:
         """{consumer: (records, failed batches, quarantined lines, lag bytes)} for /metrics."""
         lag = self.lag_bytes()
-        return {name: (s.records, s.failures, s.quarantined, lag.get(name, 0))
-                for name, s in self.stats().items()}
+        return {f.consumer.name: (
+            f.stats.records, f.stats.failures,
+            f.stats.quarantined + int(getattr(f.consumer, "quarantined", 0)),
+            lag.get(f.consumer.name, 0)) for f in self.followers}
 
     def prune(self) -> list[int]:
         return prune(self.folder, [f.stats.position for f in self.followers])

@@ -16,16 +16,22 @@ class TopKLabel:
     `margin` times larger, so a spray of one-off keys never pushes out a steady tenant and
     series do not flap. The displaced value's series are removed through `on_evict`, which
     keeps the total at k kept values plus `other`.
+
+    With `displace=False` a value once admitted keeps its place for the object's lifetime:
+    the first k values seen are kept, every later one is `other` from its first use. That is
+    what counters need (a removed series takes its counts with it, and sums drop).
     """
 
     def __init__(self, k: int, *, track: int | None = None, margin: float = 2.0,
-                 on_evict: Callable[[str], None] | None = None) -> None:
+                 on_evict: Callable[[str], None] | None = None,
+                 displace: bool = True) -> None:
         if k < 1:
             raise ValueError("k must be at least 1")
         self.k = k
         self.track = max(track or 8 * k, k + 1)
         self.margin = margin
         self.on_evict = on_evict
+        self.displace = displace
         self._counts: dict[str, int] = {}
         self._errors: dict[str, int] = {}
         self._kept: dict[str, None] = {}  # insertion order breaks ties: oldest goes first
@@ -35,7 +41,19 @@ class TopKLabel:
     def kept(self) -> frozenset[str]:
         return frozenset(self._kept)
 
+    def _admit_once(self, value: str) -> str:
+        """displace=False: admitted for good, or other; nothing to count."""
+        if value in self._kept or value == OTHER:
+            return value
+        if len(self._kept) < self.k:
+            self._kept[value] = None
+            return value
+        self.folded += 1
+        return OTHER
+
     def label(self, value: str) -> str:
+        if not self.displace:
+            return self._admit_once(value)
         count = self._bump(value) - self._errors.get(value, 0)
         if value in self._kept:
             return value

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from exporters.prometheus import catalog_family, serve_metrics
+from exporters.web_config import WebConfig
 from specs import catalog
 
 BAND_CODES = {"green": 0.0, "amber": 1.0, "red": 2.0}
@@ -110,5 +111,6 @@ class KpiExporter:
         self.registry = CollectorRegistry()
         self.collector = KpiCollector(self.registry)
 
-    def serve(self, port: int, addr: str = "127.0.0.1") -> object:
-        return serve_metrics(self.registry, port, addr)
+    def serve(self, port: int, addr: str = "127.0.0.1", web: WebConfig | None = None
+              ) -> object:
+        return serve_metrics(self.registry, port, addr, web)

@@ -7,19 +7,21 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from engine_shim.records import EngineSnapshot, RequestRecord
+from exporters import web_config
 from exporters.cardinality import TopKLabel
 from exporters.gap_histogram import GapHistogram
+from exporters.web_config import WebConfig
 from specs import catalog
 from specs.catalog import MetricSpec
 
 log = logging.getLogger(__name__)
 
-SinkStats = Callable[[], Mapping[str, tuple[int, int]]]
+SinkStats = Callable[[], Mapping[str, tuple[int, int, int, int]]]
 
 
 def build_metric(spec: MetricSpec, registry: CollectorRegistry) -> Counter | Gauge | Histogram:
@@ -50,14 +52,17 @@ class PrometheusSink:
             else build_metric(spec, registry)
             for spec in catalog.REQUEST_METRICS + catalog.ENGINE_METRICS}
         self._overflow = build_metric(catalog.LABEL_OVERFLOW, registry)
-        self._series: dict[str, set[tuple[str, ...]]] = {n: set() for n in self._metrics}
+        self._refused = build_metric(catalog.TENANT_HEADER_REFUSED, registry)
         # (metric, labels) -> child: prometheus_client's labels() validates and locks on
-        # every call, most of a record's cost; evicted series leave this cache too
+        # every call, most of a record's cost (series are never removed: see _bounds)
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
+        # a value once admitted keeps its series for the process lifetime (counters must
+        # never lose counts: sum(llmkpi_requests_total) is every request); later values
+        # are `other` from their first request
         self._bounds = {
-            "tenant": TopKLabel(max_tenants, on_evict=lambda v: self._evict("tenant", v)),
-            "feature": TopKLabel(max_features, on_evict=lambda v: self._evict("feature", v)),
-            "model": TopKLabel(max_models, on_evict=lambda v: self._evict("model", v)),
+            "tenant": TopKLabel(max_tenants, displace=False),
+            "feature": TopKLabel(max_features, displace=False),
+            "model": TopKLabel(max_models, displace=False),
         }
         self._engine_counters: dict[tuple[str, ...], float] = {}
         self._lock = threading.Lock()
@@ -85,6 +90,8 @@ class PrometheusSink:
                             catalog.INTER_TOKEN_LATENCY.name)
         if record.queue_time is not None:
             self._observe(catalog.REQUEST_QUEUE_TIME, labels, [record.queue_time], None)
+        if record.extra and ("tenant_header_refused", "1") in record.extra:
+            self._refused.inc()  # type: ignore[union-attr]
         for spec, value in ((catalog.PROMPT_TOKENS, record.prompt_tokens),
                             (catalog.GENERATION_TOKENS, record.output_tokens),
                             (catalog.CACHED_PROMPT_TOKENS, record.cached_prompt_tokens)):
@@ -124,7 +131,6 @@ class PrometheusSink:
         key = (spec.name, labels)
         child = self._children.get(key)
         if child is None:
-            self._series[spec.name].add(labels)
             child = self._children[key] = self._metrics[spec.name].labels(*labels)
         return child
 
@@ -155,17 +161,6 @@ class PrometheusSink:
         else:
             self._child(spec, labels)
 
-    def _evict(self, label: str, value: str) -> None:
-        """Remove every series of a label value that lost its place among the top K."""
-        for name, series in self._series.items():
-            spec = catalog.by_name(name)
-            if label not in spec.labels:
-                continue
-            index = spec.labels.index(label)
-            for combo in [c for c in series if c[index] == value]:
-                self._metrics[name].remove(*combo)
-                series.discard(combo)
-                self._children.pop((name, combo), None)
 
 
 def catalog_family(spec: MetricSpec, labels: Iterable[str] = (), value: float | None = None
@@ -220,10 +215,11 @@ class OutboxCollector(Collector):
                 catalog_family(catalog.EVENTS_SENT, value=stats.sent)]
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> Any:
-    """Serve the registry on its own port; OpenMetrics (with exemplars) when the scraper asks."""
-    server, _thread = start_http_server(port, addr=addr, registry=registry)
-    return server
+def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1",
+                  web: WebConfig | None = None) -> Any:
+    """Serve the registry on its own port; OpenMetrics (with exemplars) when the scraper
+    asks; TLS and basic auth as the web config file says (exporters/web_config.py)."""
+    return web_config.serve_metrics(registry, port, addr, web)
 
 
 class PrometheusExporter:
@@ -238,9 +234,11 @@ class PrometheusExporter:
                                    max_features=max_features)
 
     def watch_sinks(self, stats: SinkStats) -> None:
-        """Dropped and failed records per sink, read live from the dispatcher."""
-        self.registry.register(LabelledPairCollector(catalog.SINK_DROPPED, catalog.SINK_FAILED,
-                                                     stats))
+        """Dropped, failed and quarantined records and refused writes per sink, read live
+        from the dispatcher."""
+        self.registry.register(LabelledCollector(
+            (catalog.SINK_DROPPED, catalog.SINK_FAILED, catalog.SINK_WRITE_FAILURES,
+             catalog.SINK_QUARANTINED), stats))
 
     def watch_plugin(self, cost: PluginCost) -> None:
         """The vLLM plugin's own cost per engine: calls and seconds inside record()."""
@@ -256,5 +254,5 @@ class PrometheusExporter:
     def watch_outbox(self, stats: Callable[[], Any]) -> None:
         self.registry.register(OutboxCollector(stats))
 
-    def serve(self, port: int, addr: str = "127.0.0.1") -> Any:
-        return serve_metrics(self.registry, port, addr)
+    def serve(self, port: int, addr: str = "127.0.0.1", web: WebConfig | None = None) -> Any:
+        return serve_metrics(self.registry, port, addr, web)

@@ -10,7 +10,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from exporters.prometheus import PrometheusExporter
 from llmkpi.settings import (
     DEFAULT_SALT,
     EventsSettings,
+    PluginSettings,
     SidecarSettings,
     SinkSettings,
     TracingSettings,
@@ -133,12 +134,12 @@ class JournalWiring:
         self.snapshots.close()
 
 
-def build_journal(settings: SidecarSettings, exporter: PrometheusExporter) -> JournalWiring:
+def build_journal(folder: Path, sinks: SinkSettings, exporter: PrometheusExporter,
+                  max_bytes: int = 64 * 1024 * 1024) -> JournalWiring:
     """Every configured sink as a consumer of the journal: the ledger and the outbox durable
     (their position committed with their rows), the others volatile (docs/record-contract.md).
-    Engine snapshots still go to the sinks directly, each behind its bounded queue."""
-    assert settings.journal is not None
-    folder, sinks = settings.journal, settings.sinks
+    Engine snapshots still go to the sinks directly, each behind its bounded queue. The
+    sidecar's data planes and the vLLM plugin (LLMKPI_PLUGIN_JOURNAL) alike."""
     name = journal.journal_id(folder)
     consumers: list[JournalConsumer] = [VolatileConsumer(exporter.sink, folder)]
     snapshot_sinks: list[RecordSink] = [exporter.sink]
@@ -163,9 +164,26 @@ def build_journal(settings: SidecarSettings, exporter: PrometheusExporter) -> Jo
     exporter.watch_sinks(snapshots.stats)
     tailer = Tailer(folder, consumers)
     exporter.watch_journal(tailer.metrics)
-    plane = JournalWriter(folder, max_bytes=settings.journal_max_bytes, snapshots=snapshots)
+    plane = JournalWriter(folder, max_bytes=max_bytes, snapshots=snapshots)
     tailer.start()
     return JournalWiring(plane, tailer, snapshots)
+
+
+def serve_metrics(exporter: PrometheusExporter, settings: SidecarSettings) -> None:
+    """The sidecar's /metrics on its own address and port, protected as configured."""
+    web = settings.web_config
+    exporter.serve(settings.metrics_port, settings.metrics_host, web)
+    scheme = "https" if web is not None and web.tls else "http"
+    log.info("metrics on %s://%s:%d/metrics%s", scheme, settings.metrics_host,
+             settings.metrics_port, " (basic auth)" if web is not None and web.users else "")
+
+
+def plugin_sink(settings: PluginSettings, exporter: PrometheusExporter) -> RecordSink:
+    """The vLLM plugin's sinks: fed through a journal with LLMKPI_PLUGIN_JOURNAL (each
+    durable sink resuming at its committed position after a kill), else directly."""
+    if settings.journal is None:
+        return build_sinks(settings.sinks, exporter)
+    return build_journal(settings.journal, settings.sinks, exporter).plane
 
 
 def _resolver_parts(settings: SidecarSettings) -> dict[str, str]:
@@ -181,6 +199,8 @@ def nginx_config(settings: SidecarSettings, folder: Path) -> NginxConfig:
         upstream=settings.upstream, host=settings.host, port=settings.port, journal=folder,
         salt=settings.key_salt, aliases=_resolver_parts(settings),
         tenant_header=settings.tenant_header, feature_header=settings.feature_header,
+        trusted_networks=tuple(str(n) for n in settings.trust().networks),
+        tenant_secret=settings.tenant_header_secret,
         pod=settings.sinks.pod, sample_ratio=settings.sinks.tracing.sample_ratio,
         capture_content=settings.sinks.tracing.capture_content,
         workers=settings.nginx_workers)
@@ -196,12 +216,11 @@ def run_nginx_sidecar(settings: SidecarSettings, exporter: PrometheusExporter) -
         log.warning("no --journal: a journal in %s, deleted at exit; give --journal DIR so a"
                     " restart resumes the ledger and outbox where they stopped", folder)
     config = nginx_config(settings, folder)  # a bad alias file fails before any port opens
-    wiring = build_journal(replace(settings, journal=folder), exporter)
+    wiring = build_journal(folder, settings.sinks, exporter, settings.journal_max_bytes)
     plane = NginxPlane(config, max_bytes=settings.journal_max_bytes)
     try:
         plane.start()
-        exporter.serve(settings.metrics_port, settings.host)
-        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+        serve_metrics(exporter, settings)
         install_fast_loop()
         asyncio.run(_poll_engine(settings, wiring.snapshots))
     finally:
@@ -233,7 +252,8 @@ async def _poll_engine(settings: SidecarSettings, sink: RecordSink) -> None:
 
 def build_sidecar(settings: SidecarSettings, sink: RecordSink) -> Sidecar:
     aliases = _resolver_parts(settings)
-    resolver = TenantResolver(settings.key_salt, aliases, settings.tenant_header)
+    resolver = TenantResolver(settings.key_salt, aliases, settings.tenant_header,
+                              settings.trust())
     config = SidecarConfig(upstream=settings.upstream, feature_header=settings.feature_header,
                            pod=settings.sinks.pod,
                            engine_poll_interval=settings.engine_poll_seconds,
@@ -270,10 +290,10 @@ def run_sidecar(settings: SidecarSettings) -> None:
             return
         log.warning("nginx data plane unavailable (%s): the Python data plane serves", problem)
     sinks: FanOut | JournalWiring = build_sinks(settings.sinks, exporter) \
-        if settings.journal is None else build_journal(settings, exporter)
+        if settings.journal is None else build_journal(settings.journal, settings.sinks,
+                                                       exporter, settings.journal_max_bytes)
     sidecar = build_sidecar(settings, sinks if isinstance(sinks, FanOut) else sinks.plane)
-    exporter.serve(settings.metrics_port, settings.host)
-    log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    serve_metrics(exporter, settings)
     install_fast_loop()
     try:
         asyncio.run(_serve(sidecar.build_app(), settings.host, settings.port,

@@ -12,15 +12,28 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine_shim.tenancy import TenantTrust
+    from exporters.web_config import WebConfig
 
 ENV_DOC = {
     "LLMKPI_UPSTREAM": "sidecar: engine base URL (default http://127.0.0.1:8000)",
     "LLMKPI_HOST": "sidecar/simulator: address to listen on (default 127.0.0.1)",
     "LLMKPI_SIDECAR_PORT": "sidecar: traffic port (default 8080)",
     "LLMKPI_METRICS_PORT": "sidecar: Prometheus /metrics port (default 9464)",
+    "LLMKPI_METRICS_HOST": "sidecar/plugin: address /metrics listens on (default: LLMKPI_HOST)",
+    "LLMKPI_WEB_CONFIG_FILE": "sidecar/plugin/kpi serve: TLS and basic auth for /metrics, in"
+                              " the Prometheus exporters' web config format",
     "LLMKPI_KEY_SALT": "sidecar: salt for hashing API keys into tenant ids (set it in production)",
     "LLMKPI_TENANT_ALIASES": "sidecar: YAML file mapping key hashes to tenant names",
-    "LLMKPI_TENANT_HEADER": "sidecar: header naming the tenant (default X-Tenant)",
+    "LLMKPI_TENANT_HEADER": "sidecar: header naming the tenant (default X-Tenant), honoured"
+                            " only from a trusted sender (the next two)",
+    "LLMKPI_TRUSTED_NETWORKS": "sidecar: client networks (CIDR, comma-separated) whose tenant"
+                               " header is honoured, e.g. the gateway's (none)",
+    "LLMKPI_TENANT_HEADER_SECRET": "sidecar: a request carrying this in"
+                                   " X-Llmkpi-Tenant-Secret has its tenant header honoured",
     "LLMKPI_FEATURE_HEADER": "sidecar: header naming the product feature (default X-Feature)",
     "LLMKPI_MAX_TENANTS": "sidecar: tenants with their own series; the rest are 'other' (20)",
     "LLMKPI_MAX_FEATURES": "sidecar: features with their own series (10)",
@@ -30,6 +43,8 @@ ENV_DOC = {
     "LLMKPI_JOURNAL_MAX_BYTES": "sidecar: journal segment size before rotation (64 MiB)",
     "LLMKPI_DATA_PLANE": "sidecar: nginx (default where installed: nginx + Lua relays the"
                          " bytes) or python",
+    "LLMKPI_PLUGIN_JOURNAL": "vLLM plugin: journal folder (one per vLLM process): the ledger and"
+                             " outbox then resume exactly after a kill, as the sidecar's do",
     "LLMKPI_NGINX_WORKERS": "sidecar: nginx worker processes of the nginx data plane (1)",
     "LLMKPI_SINK_QUEUE": "sidecar: bounded queue length per sink (10000)",
     "LLMKPI_ENGINE_POLL_SECONDS": "sidecar: interval of engine /metrics polls, 0 = off (5)",
@@ -245,6 +260,18 @@ class SidecarSettings:
     journal_max_bytes: int = 64 * 1024 * 1024
     data_plane: str = "nginx"  # where installed, else python: engine_shim/nginx_plane.py
     nginx_workers: int = 1
+    trusted_networks: str = ""  # whose tenant header is honoured (engine_shim/tenancy.py)
+    tenant_header_secret: str = ""
+    metrics_host: str = "127.0.0.1"
+    web_config: WebConfig | None = None  # TLS / basic auth of /metrics
+
+    def trust(self) -> TenantTrust:
+        from engine_shim.tenancy import TenantTrust
+
+        try:
+            return TenantTrust.parse(self.trusted_networks, self.tenant_header_secret)
+        except ValueError as exc:
+            raise ValueError(f"LLMKPI_TRUSTED_NETWORKS: {exc}") from None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, env: Env | None = None) -> SidecarSettings:
@@ -279,7 +306,14 @@ class SidecarSettings:
             journal_max_bytes=env.get_int("LLMKPI_JOURNAL_MAX_BYTES", 64 * 1024 * 1024, 4096),
             data_plane=str(pick("data_plane", env.get_str("LLMKPI_DATA_PLANE", "nginx"))),
             nginx_workers=env.get_int("LLMKPI_NGINX_WORKERS", 1, 1),
+            trusted_networks=env.get_str("LLMKPI_TRUSTED_NETWORKS", ""),
+            tenant_header_secret=env.get_str("LLMKPI_TENANT_HEADER_SECRET", ""),
+            metrics_host=str(pick("metrics_host", env.get_str(
+                "LLMKPI_METRICS_HOST", str(pick("host", env.get_str("LLMKPI_HOST",
+                                                                      "127.0.0.1")))))),
+            web_config=web_config(_opt_str(flags.get("web_config_file")), env),
         )
+        settings.trust()  # a bad network fails here, naming it
         if settings.data_plane not in DATA_PLANES:
             raise ValueError(f"--data-plane {settings.data_plane!r} must be one of"
                              f" {', '.join(DATA_PLANES)}")
@@ -299,16 +333,32 @@ class PluginSettings:
     metrics_port: int
     snapshot_seconds: float
     sinks: SinkSettings
+    journal: Path | None = None  # one folder per vLLM process (docs/record-contract.md)
+    web_config: WebConfig | None = None
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> PluginSettings:
         env = env or Env()
+        journal = env.get_str("LLMKPI_PLUGIN_JOURNAL", "")
         return cls(
-            host=env.get_str("LLMKPI_HOST", "127.0.0.1"),
+            host=env.get_str("LLMKPI_METRICS_HOST", env.get_str("LLMKPI_HOST", "127.0.0.1")),
             metrics_port=env.get_int("LLMKPI_PLUGIN_METRICS_PORT", 9465),
             snapshot_seconds=env.get_float("LLMKPI_PLUGIN_SNAPSHOT_SECONDS", 1.0),
             sinks=SinkSettings.from_env(env, "llmkpi-vllm-plugin"),
+            journal=Path(journal) if journal else None,
+            web_config=web_config(None, env),
         )
+
+
+def web_config(flag: str | None, env: Env | None = None) -> WebConfig | None:
+    """The /metrics web config (--web-config-file over LLMKPI_WEB_CONFIG_FILE), read and
+    checked now, before any port opens; None when none is given."""
+    path = flag or (env or Env()).get_str("LLMKPI_WEB_CONFIG_FILE", "")
+    if not path:
+        return None
+    from exporters.web_config import load_web_config
+
+    return load_web_config(Path(path))
 
 
 def _opt_str(value: object) -> str | None:

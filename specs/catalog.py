@@ -154,6 +154,16 @@ SINK_FAILED = _m(
     "sink_failed_records_total", "counter", "records",
     "Records a telemetry sink failed to publish (it raised; the request was not affected).",
     ("sink",))
+SINK_WRITE_FAILURES = _m(
+    "sink_write_failures_total", "counter", "writes",
+    "Batch writes a sink's store refused (down, locked, table gone); the batch is kept and"
+    " written again, so nothing is lost unless also counted as dropped.",
+    ("sink",))
+SINK_QUARANTINED = _m(
+    "sink_quarantined_records_total", "counter", "records",
+    "Records a sink's store refused for good (a value out of range), kept aside with the"
+    " reason (the ledger: table ledger_quarantine); the rest of their batch is written.",
+    ("sink",))
 JOURNAL_RECORDS = _m(
     "journal_records_total", "counter", "records",
     "Journal lines a consumer handed to its sink (docs/record-contract.md).",
@@ -164,12 +174,17 @@ JOURNAL_FAILURES = _m(
     ("consumer",))
 JOURNAL_QUARANTINED = _m(
     "journal_quarantined_lines_total", "counter", "lines",
-    "Journal lines that broke the record contract, kept in quarantine.jsonl with the reason.",
+    "Journal lines that broke the record contract (kept in quarantine.jsonl) or whose record"
+    " the consumer's store refused (the ledger: table ledger_quarantine), with the reason.",
     ("consumer",))
 JOURNAL_LAG = _m(
     "journal_lag_bytes", "gauge", "bytes",
     "How far a consumer is behind the end of the journal.",
     ("consumer",))
+TENANT_HEADER_REFUSED = _m(
+    "tenant_header_refused_total", "counter", "requests",
+    "Requests whose tenant header was not honoured: the sender is not trusted (README,"
+    " security), so the API key decided the tenant.", ())
 LABEL_OVERFLOW = _m(
     "label_overflow_total", "counter", "requests",
     "Requests whose label value was folded into 'other' to keep series bounded.",
@@ -255,8 +270,10 @@ REQUEST_METRICS = (TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, E2E_REQUEST_LATENCY
 ENGINE_METRICS = (ENGINE_UP, ENGINE_KV_CACHE_USAGE, ENGINE_REQUESTS_RUNNING,
                   ENGINE_REQUESTS_WAITING, ENGINE_PREEMPTIONS, ENGINE_PREFIX_CACHE_QUERIES,
                   ENGINE_PREFIX_CACHE_HITS)
-HEALTH_METRICS = (SINK_DROPPED, SINK_FAILED, JOURNAL_RECORDS, JOURNAL_FAILURES,
-                  JOURNAL_QUARANTINED, JOURNAL_LAG, LABEL_OVERFLOW, PLUGIN_RECORD_SECONDS,
+HEALTH_METRICS = (SINK_DROPPED, SINK_FAILED, SINK_WRITE_FAILURES, SINK_QUARANTINED,
+                  JOURNAL_RECORDS, JOURNAL_FAILURES,
+                  JOURNAL_QUARANTINED, JOURNAL_LAG, LABEL_OVERFLOW, TENANT_HEADER_REFUSED,
+                  PLUGIN_RECORD_SECONDS,
                   PLUGIN_RECORD_CALLS, EVENTS_PENDING, EVENTS_QUARANTINED, EVENTS_DROPPED,
                   EVENTS_SENT)
 KPI_METRICS = (KPI_CEO_VALUE, KPI_CTO_VALUE, KPI_BAND, KPI_PERIOD, REVENUE_PER_EMPLOYEE,

@@ -63,7 +63,7 @@ class ConfigFile:
     lacks. The top level must be a mapping with `version: VERSION`.
     """
 
-    def __init__(self, path: Path, what: str, version: int = 1,
+    def __init__(self, path: Path, what: str, version: int | None = 1,
                  needs: str = "`version: 1`") -> None:
         self.path = path
         try:
@@ -84,6 +84,10 @@ class ConfigFile:
             raise ValueError(f"{path}: {what} is empty; it needs {needs}")
         self.root = _tree(root, yaml.SafeLoader(""))
         top = self.mapping(self.root, "(top level)")
+        self.versioned = version is not None
+        if version is None:  # a format llmkpi shares with other tools (it has no version)
+            self.top = {str(k): v for k, v in top.items()}
+            return
         if "version" not in top:
             raise self.fail(self.root, "version", f"missing: this llmkpi reads version {version}")
         if top["version"].value != version:
@@ -98,8 +102,8 @@ class ConfigFile:
         """Top-level keys other than version and `allowed` are mistakes."""
         for name, node in self.top.items():
             if name not in allowed:
-                raise self.fail(node, name, f"unknown key: expected version, "
-                                f"{', '.join(allowed)}")
+                expected = ("version", *allowed) if self.versioned else allowed
+                raise self.fail(node, name, f"unknown key: expected {', '.join(expected)}")
 
     def mapping(self, node: Node, key: str) -> dict[Any, Node]:
         """The mapping at node, keys as YAML typed them (a mapping id may be 13)."""

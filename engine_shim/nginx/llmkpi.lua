@@ -33,7 +33,7 @@ local null = cjson.null
 local settings = {
     salt = "", aliases = {}, tenant_header = "X-Tenant", feature_header = "X-Feature",
     pod = "", sample_ratio = 1.0, upstream = "", max_capture = 16 * 1024 * 1024,
-    capture_content = false, content_limit = 65536,
+    capture_content = false, content_limit = 65536, secret_digest = "",
 }
 local key_cache = {}  -- bearer key -> tenant, per worker (bounded below)
 local key_cache_size = 0
@@ -84,6 +84,17 @@ local function hash_key(key)
     return "key-" .. sub(hex(digest, 32), 1, 16)
 end
 
+-- the tenant header is honoured only from a trusted sender (engine_shim/tenancy.py)
+local function trusted(headers)
+    if ngx.var.llmkpi_trusted_peer == "1" then return true end
+    if settings.secret_digest == "" then return false end
+    local given = headers["x-llmkpi-tenant-secret"]
+    if type(given) ~= "string" or given == "" then return false end
+    C.SHA256(given, #given, digest)
+    return hex(digest, 32) == settings.secret_digest
+end
+
+-- the tenant, and the header's tenant when it was refused
 local function tenant_of(headers)
     local auth = headers["authorization"]
     local key = nil
@@ -104,14 +115,20 @@ local function tenant_of(headers)
         local alias = settings.aliases[hashed]
         if alias then return alias end
     end
+    local decided = hashed or "anonymous"
     local header = headers[settings.tenant_header]
     if type(header) == "table" then header = header[1] end
     if type(header) == "string" then
-        header = header:match("^%s*(.-)%s*$")
-        if header ~= "" then return sub(header, 1, 64) end
+        header = clip(header:match("^%s*(.-)%s*$"), 64)
+        if header ~= "" then
+            if trusted(headers) then return header end
+            if header ~= decided then return decided, header end
+        end
     end
-    return hashed or "anonymous"
+    return decided
 end
+
+local refused_count = 0  -- per worker, for the log only (the count is on /metrics)
 
 -- trace context: as engine_shim/tracecontext.py ------------------------------------------
 
@@ -214,11 +231,21 @@ function M.start()
     end
     local rid = headers["x-request-id"]
     if type(rid) == "table" then rid = rid[1] end
-    ctx.request_id = (type(rid) == "string" and rid ~= "") and rid or ngx.var.request_id
-    ctx.tenant = tenant_of(headers)
+    if type(rid) == "string" and rid ~= "" then ctx.client_request_id = clip(rid, 128) end
+    local refused
+    ctx.tenant, refused = tenant_of(headers)
+    if refused then
+        ctx.extra.tenant_header_refused = "1"
+        refused_count = refused_count + 1
+        if refused_count == 1 or refused_count % 1000 == 0 then
+            ngx.log(ngx.WARN, "tenant header refused from ", ngx.var.remote_addr,
+                    " (untrusted sender; ", refused_count, " so far in this worker): billed to ",
+                    ctx.tenant, ", not the header's tenant")
+        end
+    end
     local feature = headers[settings.feature_header]
     if type(feature) == "table" then feature = feature[1] end
-    ctx.feature = (type(feature) == "string" and feature ~= "") and sub(feature, 1, 64) or "none"
+    ctx.feature = (type(feature) == "string" and feature ~= "") and clip(feature, 64) or "none"
     local parent = headers["traceparent"]
     if type(parent) == "table" then parent = parent[1] end
     ctx.trace_id, ctx.span_id, ctx.parent_span_id, ctx.sampled = trace_of(parent)
@@ -294,11 +321,16 @@ end
 -- token chunks are classified from their bytes (the regexes run on the whole event: its
 -- "data: " prefix matches neither); only the rest is decoded.
 local function inspect(ctx, event, when)
+    if byte(event, 7) == 91 and sub(event, 1, 12) == "data: [DONE]" then
+        ctx.done = true
+        return true
+    end
     if ctx.response_id and not ctx.output and not re_find(event, NEEDS_PARSE, "jo") then
         if re_find(event, HAS_TOKEN, "jo") then token_at(ctx, when) end
         return true
     end
     local data = event_data(event)
+    if data == "[DONE]" then ctx.done = true end
     if not data or data == "[DONE]" or byte(data, 1) ~= 123 then return true end
     local doc = cjson.decode(data)
     if type(doc) ~= "table" then return true end
@@ -447,6 +479,10 @@ local function outcome_of(ctx, status)
         if ngx.var.request_completion ~= "OK" then return "cancelled", ctx.status end
         return "error", ctx.status
     end
+    if ctx.sse and not ctx.done then  -- ended cleanly but short of [DONE]: the answer is cut
+        ctx.extra.stream_incomplete = "1"
+        return "error", ctx.status
+    end
     if status < 400 then return "ok", status end
     if status < 500 then return "rejected", status end
     return "error", status
@@ -476,7 +512,8 @@ function M.finish()
     local extra = {}
     for k, v in pairs(ctx.extra) do extra[#extra + 1] = cjson.encode(k) .. ":" .. cjson.encode(v) end
     ngx.var.llmkpi_record = concat({
-        '{"request_id":', str(ctx.request_id), ',"tenant":', str(ctx.tenant),
+        '{"request_id":', str(ctx.request_id), ',"client_request_id":',
+        str(ctx.client_request_id), ',"tenant":', str(ctx.tenant),
         ',"model":', str(ctx.model), ',"feature":', str(ctx.feature),
         ',"endpoint":', str(ctx.endpoint), ',"arrival_time":', num(ctx.wall0),
         ',"finish_time":', num(finish), ',"outcome":"', outcome, '","http_status":', status,
@@ -495,10 +532,10 @@ end
 function M.upstream_down()
     ngx.status = 502
     ngx.header["Content-Type"] = "application/json; charset=utf-8"
-    local reason = ngx.var.upstream_status or "no answer"
+    -- the engine's address is internal: nginx's error log names it, the client is not told
     ngx.say(cjson.encode({ error = {
-        message = "upstream " .. settings.upstream .. " did not answer: " .. reason,
-        type = "upstream_unavailable", code = 502, upstream = settings.upstream } }))
+        message = "the inference engine did not answer", type = "upstream_unavailable",
+        code = 502 } }))
 end
 
 return M

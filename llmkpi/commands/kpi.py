@@ -32,7 +32,10 @@ def add_arguments(kpi: argparse.ArgumentParser) -> None:
                      " availability (default: the embedded alerts/slo.yaml)")
     kpi.add_argument("--database", help="SQLite path or URL (default LLMKPI_DATABASE_URL)")
     kpi.add_argument("--port", type=int, default=9464, help="serve: metrics port (9464)")
-    kpi.add_argument("--host", default="127.0.0.1", help="serve: address to bind")
+    kpi.add_argument("--host", "--metrics-host", dest="host", default="127.0.0.1",
+                     help="serve: address /metrics listens on")
+    kpi.add_argument("--web-config-file", help="serve: TLS and basic auth for /metrics, in"
+                     " the Prometheus exporters' web config format (LLMKPI_WEB_CONFIG_FILE)")
     kpi.add_argument("--interval", type=float, default=300.0,
                      help="serve: seconds between refreshes (300)")
 
@@ -142,6 +145,7 @@ def _serve(args: argparse.Namespace, period: Any, config: Any) -> int:
     from collectors.store import Store
     from exporters.kpi_gauges import KpiExporter
 
+    web = settings_mod.web_config(args.web_config_file)  # checked before the store opens
     exporter = KpiExporter()
     store = Store.open(settings_mod.database_url(args.database))
     stop = threading.Event()
@@ -158,8 +162,9 @@ def _serve(args: argparse.Namespace, period: Any, config: Any) -> int:
                      time.monotonic() - started)
 
     refresh()
-    exporter.serve(args.port, args.host)
-    print(f"KPI gauges for {period.label} on http://{args.host}:{args.port}/metrics,"
+    exporter.serve(args.port, args.host, web)
+    scheme = "https" if web is not None and web.tls else "http"
+    print(f"KPI gauges for {period.label} on {scheme}://{args.host}:{args.port}/metrics,"
           f" refreshed every {args.interval:g} s (Ctrl-C stops)", flush=True)
     try:
         while not stop.wait(args.interval):

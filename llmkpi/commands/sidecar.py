@@ -14,6 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host")
     parser.add_argument("--port", type=int, help="traffic port (default 8080)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus port (default 9464)")
+    parser.add_argument("--metrics-host", help="address /metrics listens on (default: --host;"
+                        " LLMKPI_METRICS_HOST)")
+    parser.add_argument("--web-config-file", help="TLS and basic auth for /metrics, in the"
+                        " Prometheus exporters' web config format (LLMKPI_WEB_CONFIG_FILE)")
     parser.add_argument("--tenant-aliases", help="YAML file: tenant name -> API-key hashes")
     parser.add_argument("--max-tenants", type=int, help="tenants with their own series (20)")
     parser.add_argument("--records-out", help="append every request record to this JSONL file")

@@ -21,7 +21,7 @@ from aiohttp import web
 from engine_shim.engine_metrics import parse_exposition
 from engine_shim.proxy import Sidecar, SidecarConfig
 from engine_shim.records import EngineSnapshot, RequestRecord
-from engine_shim.tenancy import TenantResolver
+from engine_shim.tenancy import TenantResolver, TenantTrust
 from llmkpi import processes
 
 
@@ -72,6 +72,7 @@ def simulator(tmp: Path, profile: str = "h100-llama3-8b", seed: int = 1,
         yield f"http://127.0.0.1:{port}"
 
 
+LOOPBACK = "127.0.0.1/32"
 DATA_PLANE = {"name": "python"}  # which data plane `sidecar` starts (named on its command line)
 
 
@@ -84,12 +85,15 @@ def sidecar(tmp: Path, upstream: str, *extra: str,
                                                                   DATA_PLANE["name"])
     if plane == ("--data-plane", "nginx") and "--journal" not in extra:  # conftest.py chose it
         plane += ("--journal", str(tmp / f"journal-{port}"))
+    # the test client stands for a trusted gateway unless a test says otherwise
+    env = {"LLMKPI_TRUSTED_NETWORKS": LOOPBACK, **(env or {})}
     started = processes.start(f"sidecar-{port}", [
         "sidecar", "--upstream", upstream, "--port", str(port), "--metrics-port",
         str(metrics_port), "--records-out", str(records), "--engine-poll-seconds", "0.5",
         *plane, *extra], tmp / "logs", env=env)
     with processes.running(started):
-        processes.wait_http(f"http://127.0.0.1:{metrics_port}/metrics", started)
+        if "--web-config-file" not in extra:  # protected /metrics: the test checks it itself
+            processes.wait_http(f"http://127.0.0.1:{metrics_port}/metrics", started)
         processes.wait_http(f"http://127.0.0.1:{port}/v1/models", started)
         yield SidecarProc(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics",
                           records, started)
@@ -126,23 +130,25 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def sidecar_in_process(upstream: str, sink: ListSink,
-                             salt: str = "test") -> AsyncIterator[str]:
+async def sidecar_in_process(upstream: str, sink: ListSink, salt: str = "test",
+                             trusted: str = LOOPBACK) -> AsyncIterator[str]:
     """A sidecar whose records land in `sink`: the Python data plane in this process, or
     (the data_plane fixture chose nginx) nginx + Lua as a child, its journal read by a
     tailer in this process into `sink` (everything is in the sink once this exits)."""
     if DATA_PLANE["name"] == "nginx":
-        async with _nginx_in_process(upstream, sink, salt) as url:
+        async with _nginx_in_process(upstream, sink, salt, trusted) as url:
             yield url
         return
     config = SidecarConfig(upstream=upstream, engine_poll_interval=0)
-    app = Sidecar(config, sink, TenantResolver(salt)).build_app()
+    app = Sidecar(config, sink, TenantResolver(salt, trust=TenantTrust.parse(trusted))
+                  ).build_app()
     async with serve_app(app) as url:
         yield url
 
 
 @contextlib.asynccontextmanager
-async def _nginx_in_process(upstream: str, sink: ListSink, salt: str) -> AsyncIterator[str]:
+async def _nginx_in_process(upstream: str, sink: ListSink, salt: str, trusted: str
+                            ) -> AsyncIterator[str]:
     import tempfile
 
     from engine_shim.nginx_plane import NginxConfig, NginxPlane
@@ -151,7 +157,8 @@ async def _nginx_in_process(upstream: str, sink: ListSink, salt: str) -> AsyncIt
     folder = Path(tempfile.mkdtemp(prefix="llmkpi-test-journal-"))
     port = processes.free_port()
     plane = NginxPlane(NginxConfig(upstream=upstream, host="127.0.0.1", port=port,
-                                   journal=folder, salt=salt))
+                                   journal=folder, salt=salt, trusted_networks=tuple(
+                                       str(n) for n in TenantTrust.parse(trusted).networks)))
     await asyncio.get_running_loop().run_in_executor(None, plane.start)
     tailer = Tailer(folder, [VolatileConsumer(sink, folder)], poll=0.005, settle=0.2)
     tailer.start()

@@ -88,7 +88,7 @@ def test_big_malformed_and_non_sse_bodies_pass_untouched_and_are_recorded() -> N
     assert [status for status, _ in answers] == [200, 200, 400, 200]
     assert b'"usage"' not in answers[1][1]  # the client did not ask for it
     assert json.loads(answers[3][1])["usage"] == USAGE  # not SSE: the bytes as they were
-    records = {r.request_id: r for r in sink.records}
+    records = {r.client_request_id: r for r in sink.records}
     assert sorted(records) == ["r0", "r1", "r2", "r3"]
     big = records["r0"]
     assert (big.outcome, big.prompt_tokens, big.finish_reason, big.streamed) == (
@@ -107,7 +107,7 @@ def _ledger_ids(database: Path) -> list[str]:
     store = Store.open(str(database))
     try:
         with store.session() as session:
-            return sorted(session.exec(select(LedgerRow.request_id)).all())
+            return sorted(str(r) for r in session.exec(select(LedgerRow.client_request_id)))
     finally:
         store.close()
 

@@ -194,9 +194,13 @@ def test_the_sidecar_hands_records_to_its_sinks_through_the_journal(tmp_path: Pa
         assert 'llmkpi_journal_records_total{consumer="ledger"} 1.0' in text
     apps.close()
     assert len(records) == 4
-    assert sorted(r.request_id for r in records) == ["a0", "a1", "a2", "b0"]  # not a0 twice
+    assert sorted(str(r.client_request_id) for r in records) == ["a0", "a1", "a2", "b0"]
+    assert len({r.request_id for r in records}) == 4  # not a0 twice
     store = Store.open(str(database))
-    assert ledger_ids(store) == ["a0", "a1", "a2", "b0"]
+    with store.session() as session:
+        assert sorted(str(r) for r in session.exec(select(LedgerRow.client_request_id))) == [
+            "a0", "a1", "a2", "b0"]
+    assert len(ledger_ids(store)) == 4
     store.close()
     assert outbox_events(tmp_path / "outbox.sqlite") == 4
     assert journal.segments(folder) == [1]

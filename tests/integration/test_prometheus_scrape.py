@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import bisect
+import ssl
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from llmkpi import processes
 from llmkpi.loadgen import LoadSpec, quantile, run_load
 from specs import catalog
-from tests.integration.helpers import prometheus, sidecar, simulator
+from tests.integration.helpers import (
+    PrometheusProc,
+    prometheus,
+    prometheus_binary,
+    sidecar,
+    simulator,
+)
+from tests.unit.test_web_config import self_signed
 
 pytestmark = pytest.mark.integration
 
@@ -58,3 +71,60 @@ def test_histogram_quantile_matches_client_p95_and_exemplars_link_traces(tmp_pat
     trace_ids = {e["labels"]["trace_id"] for series in exemplars for e in series["exemplars"]}
     assert trace_ids, "no exemplars stored"
     assert trace_ids <= {r.trace_id for r in records}
+
+
+def test_protected_metrics_answer_only_over_tls_with_the_password(tmp_path: Path) -> None:
+    """--web-config-file (TLS + bcrypt basic auth): the right password over TLS gets the
+    metrics, a wrong one or none gets 401, plain HTTP gets nothing; a real Prometheus with
+    the shipped scrape settings sees the target up, one with a wrong password down."""
+    import bcrypt
+
+    cert, key = self_signed(tmp_path)
+    hashed = bcrypt.hashpw(b"scrape-pw", bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+                   f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    with simulator(tmp_path) as upstream, sidecar(
+            tmp_path, upstream, "--web-config-file", str(web), "--metrics-host",
+            "127.0.0.1") as proc:
+        host = proc.metrics_url.split("/")[2]
+        context = ssl.create_default_context(cafile=str(cert))
+
+        def get(password: str | None, scheme: str = "https") -> tuple[int, bool]:
+            request = urllib.request.Request(f"{scheme}://{host}/metrics")
+            if password is not None:
+                token = base64.b64encode(f"prometheus:{password}".encode()).decode()
+                request.add_header("Authorization", f"Basic {token}")
+            try:
+                with urllib.request.urlopen(request, context=context if scheme == "https"
+                                            else None, timeout=5) as resp:
+                    return int(resp.status), b"llmkpi_engine_up" in resp.read()
+            except urllib.error.HTTPError as exc:
+                return int(exc.code), b"llmkpi_" in exc.read()
+
+        deadline = time.monotonic() + 20
+        while True:  # the sidecar opens /metrics a moment after its traffic port
+            try:
+                status = get("scrape-pw")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert (status, get("wrong"), get(None)) == ((200, True), (401, False), (401, False))
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            get("scrape-pw", scheme="http")
+        config = processes.prometheus_config({"sidecar": host, "intruder": host},
+                                             interval="1s")
+        jobs = cast(list[dict[str, Any]], config["scrape_configs"])
+        for job, password in zip(jobs, ("scrape-pw", "guess"), strict=True):
+            job.update(scheme="https", tls_config={"ca_file": str(cert)},
+                       basic_auth={"username": "prometheus", "password": password})
+        started, url = processes.start_prometheus(
+            prometheus_binary(), config, tmp_path / "prometheus.yml", tmp_path / "tsdb",
+            tmp_path / "logs", "--log.level=warn")
+        with processes.running(started):
+            processes.wait_http(f"{url}/-/ready", started, timeout=60)
+            prom = PrometheusProc(url, started)
+            prom.wait_scraped("sidecar")
+            time.sleep(2)
+            assert prom.query('up{job="intruder"}')[0]["value"][1] == "0"

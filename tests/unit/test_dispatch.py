@@ -57,11 +57,11 @@ def test_a_stuck_sink_never_blocks_the_caller_and_counts_drops() -> None:
     assert time.perf_counter() - started < 0.5  # generous: a blocked put would hang forever
     stuck.release.set()
     fan.close()
-    dropped, _ = fan.stats()["stuck"]
+    dropped, *_ = fan.stats()["stuck"]
     assert 489 <= dropped <= 490  # one in the worker's hand, ten queued
     assert len(stuck.records) == 500 - dropped
     assert [r.request_id for r in healthy.records] == [str(i) for i in range(500)]
-    assert fan.stats()["list"] == (0, 0)
+    assert fan.stats()["list"] == (0, 0, 0, 0)
 
 
 def test_a_failing_sink_is_counted_and_isolated() -> None:
@@ -71,6 +71,6 @@ def test_a_failing_sink_is_counted_and_isolated() -> None:
         fan.record(make_record(i))
     fan.record_snapshot(EngineSnapshot(time=0.0, engine="e", model="m", up=True))
     fan.close()
-    assert fan.stats()["failing"] == (0, 20)
+    assert fan.stats()["failing"] == (0, 20, 0, 0)
     assert len(healthy.records) == 20 and len(healthy.snapshots) == 1
     assert failing.closed and healthy.closed

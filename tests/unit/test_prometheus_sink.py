@@ -64,14 +64,20 @@ def test_2000_tenants_leave_at_most_k_plus_one_series(registry: CollectorRegistr
     assert registry.get_sample_value("llmkpi_label_overflow_total", {"label": "tenant"}) == 1990
 
 
-def test_displaced_tenant_series_are_removed(registry: CollectorRegistry) -> None:
-    sink = PrometheusSink(registry, max_tenants=1)
-    sink.record(replace(BASE, tenant="first"))
-    for _ in range(5):
-        sink.record(replace(BASE, tenant="heavy"))
+def test_an_admitted_tenant_keeps_its_series_and_no_count_is_lost(
+        registry: CollectorRegistry) -> None:
+    """25,000 requests from 50 tenants over 3 places: the first three keep their names for
+    good (a heavy latecomer is `other`), and the counters add up to every request."""
+    sink = PrometheusSink(registry, max_tenants=3)
+    for n in range(25_000):
+        sink.record(replace(BASE, tenant=f"t{n % 50}" if n < 24_000 else "heavy"))
     text = generate_latest(registry).decode()
-    assert 'tenant="heavy"' in text
-    assert 'tenant="first"' not in text
+    assert 'tenant="heavy"' not in text
+    tenants = {"t0", "t1", "t2", "other"}
+    counts = {t: registry.get_sample_value("llmkpi_requests_total", {
+        **LABELS, "tenant": t, "outcome": "ok", "code": "200"}) for t in tenants}
+    # t0..t2: 24,000 / 50 = 480 each; other: 25,000 - 3 * 480 = 23,560
+    assert counts == {"t0": 480, "t1": 480, "t2": 480, "other": 23_560}
 
 
 def test_negative_observation_is_dropped_not_raised(registry: CollectorRegistry) -> None:
