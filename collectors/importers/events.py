@@ -14,6 +14,27 @@ from sqlmodel import SQLModel
 from collectors.importers.base import BadInputError, decode_utf8
 from collectors.tables import ProductEventRow
 
+SURVEYS = ("relationship", "in_product")
+
+
+def check_known(path: Path, line: int, name: str, props: dict[str, Any]) -> None:
+    """The properties the KPI layer reads, checked where it reads them: an NPS answer is a
+    whole score 0-10 of a known survey; an integration attempt's success is true or false."""
+    if name == "nps_submitted":
+        score = props.get("score")
+        if isinstance(score, bool) or not isinstance(score, int | float) \
+                or score != int(score) or not 0 <= score <= 10:
+            raise BadInputError(path, line, "properties.score", f"{score!r} is not an NPS"
+                                " score (a whole number 0 to 10)")
+        survey = props.get("survey")
+        if survey is not None and survey not in SURVEYS:
+            raise BadInputError(path, line, "properties.survey", f"{survey!r} is not one of"
+                                f" {', '.join(SURVEYS)}")
+    if name == "integration_attempted" and "success" in props \
+            and not isinstance(props["success"], bool):
+        raise BadInputError(path, line, "properties.success",
+                            f"{props['success']!r} is not true or false")
+
 
 def event_row(path: Path, line: int, doc: Any, source: str) -> ProductEventRow:
     if not isinstance(doc, dict):
@@ -31,14 +52,20 @@ def event_row(path: Path, line: int, doc: Any, source: str) -> ProductEventRow:
     if isinstance(stamp, bool) or not isinstance(stamp, int | float) or stamp <= 0:
         raise BadInputError(path, line, "properties.time", f"{stamp!r} is not a Unix time")
     seconds = stamp / 1000 if stamp > 10**11 else stamp  # the export uses s, /import ms
+    check_known(path, line, name, props)
     insert_id = props.get("$insert_id")
     rest = {k: v for k, v in props.items()
             if k not in ("distinct_id", "time", "$insert_id", "token")}
     if not insert_id:  # older events: identity from the event itself, as Mixpanel dedups
         material = json.dumps([name, distinct, stamp, rest], sort_keys=True, default=str)
         insert_id = hashlib.sha256(material.encode()).hexdigest()[:32]
+    try:
+        happened = datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # 1e309, NaN, beyond year 9999
+        raise BadInputError(path, line, "properties.time",
+                            f"{stamp!r} is not a Unix time") from None
     return ProductEventRow(insert_id=str(insert_id)[:64], event=name, distinct_id=str(distinct),
-                           happened=datetime.fromtimestamp(seconds, tz=UTC),
+                           happened=happened,
                            properties=json.dumps(rest, sort_keys=True), source=source)
 
 

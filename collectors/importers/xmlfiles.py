@@ -46,6 +46,8 @@ def read_xml(path: Path) -> list[Element]:
     except xml.parsers.expat.ExpatError as exc:
         raise BadInputError(path, exc.lineno, "(xml)", xml.parsers.expat.errors.messages[
             exc.code] if exc.code else str(exc)) from None
+    except LookupError as exc:  # the declaration names an encoding Python does not know
+        raise BadInputError(path, 1, "(xml)", f"{exc}") from None
     return elements
 
 

@@ -235,6 +235,23 @@ def test_bad_event_line_is_named(store: Store, tmp_path: Path) -> None:
     assert_rejected(store, "mixpanel", path, 2, "properties.time", "is not a Unix time")
 
 
+@pytest.mark.parametrize(("props", "field", "message"), [
+    ('"score": 11', "properties.score", "11 is not an NPS score"),
+    ('"score": 7.5', "properties.score", "7.5 is not an NPS score"),
+    ('"score": "9"', "properties.score", "'9' is not an NPS score"),
+    ('"score": true', "properties.score", "True is not an NPS score"),
+    ('"score": 9, "survey": "exit"', "properties.survey", "'exit' is not one of"),
+], ids=["above-10", "fraction", "text", "bool", "survey"])
+def test_an_nps_answer_out_of_range_is_named(store: Store, tmp_path: Path, props: str,
+                                             field: str, message: str) -> None:
+    path = tmp_path / "export.jsonl"
+    path.write_text('{"event":"nps_submitted","properties":{"time":1791990000,'
+                    '"distinct_id":"a","score":10}}\n'
+                    '{"event":"nps_submitted","properties":{"time":1791990001,'
+                    f'"distinct_id":"b",{props}}}}}\n')
+    assert_rejected(store, "mixpanel", path, 2, field, message)
+
+
 def test_incidents_from_pagerduty_csv_and_json(store: Store) -> None:
     from collectors.tables import Incident
 
