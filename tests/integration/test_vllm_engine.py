@@ -13,7 +13,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import pytest
 from sqlmodel import col, select
 
 from collectors.store import Store
-from collectors.tables import EngineSnapshotRow
+from collectors.tables import EngineSnapshotRow, LedgerRow
 from engine_shim.engine_metrics import NAME_TABLE, RENAMED, parse_exposition, snapshots_from_text
 from engine_shim.records import RequestRecord
 from llmkpi import processes
@@ -72,6 +72,12 @@ def kv_history(database: Path, start: float, end: float) -> list[float]:
             if r.up and start <= r.taken.replace(tzinfo=UTC).timestamp() <= end]
 
 
+def ledger_ids(database: Path) -> list[str]:
+    store = Store.open(str(database))
+    with store.session() as session:
+        return sorted(session.exec(select(LedgerRow.request_id)).all())
+
+
 @dataclass
 class Run:
     vllm_url: str
@@ -87,6 +93,9 @@ class Run:
     kv_seen_by_plugin: list[float]
     kv_after: tuple[float, float]
     spans: list[dict[str, Any]]
+    plugin_ledger: list[str] = field(default_factory=list)  # request ids, from its journal
+    plugin_records_all: list[RequestRecord] = field(default_factory=list)
+    plugin_journal_lines: int = 0
 
 
 async def drive(url: str) -> list[dict[str, Any]]:
@@ -136,6 +145,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         "LLMKPI_RECORDS_OUT": str(plugin_records), "LLMKPI_PLUGIN_METRICS_PORT": str(plugin_port),
         "LLMKPI_PLUGIN_SNAPSHOT_SECONDS": "0.1", "LLMKPI_LEDGER": "true",
         "LLMKPI_DATABASE_URL": str(tmp / "plugin.sqlite"),
+        "LLMKPI_PLUGIN_JOURNAL": str(tmp / "plugin-journal"),  # every sink reads the journal
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"},
         extra=("--otlp-traces-endpoint", collector + "/v1/traces"))
     vllm_url = f"http://127.0.0.1:{port}"
@@ -167,11 +177,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
+            every_plugin = [RequestRecord.from_dict(json.loads(x))
+                            for x in plugin_records.read_text().splitlines()]
             yield Run(vllm_url, plugin_metrics, proc, client, records, plugin, before,
                       totals(after_text), after_text,
                       kv_history(tmp / "sidecar.sqlite", burst_start, burst_end),
                       kv_history(tmp / "plugin.sqlite", burst_start, burst_end), kv_after,
-                      list(receiver.spans))
+                      list(receiver.spans), ledger_ids(tmp / "plugin.sqlite"), every_plugin,
+                      len((tmp / "plugin-journal" / "journal.jsonl").read_text().splitlines()))
     apps.close()
 
 
@@ -245,6 +258,14 @@ def test_sidecar_ttft_agrees_with_vllms_histogram(run: Run) -> None:
     print(f"\nfront-end time before vLLM's TTFT clock: median"
           f" {statistics.median(before_vllm) * 1e3:.1f} ms, max {max(before_vllm) * 1e3:.1f} ms;"
           f" delivery median {statistics.median(delivery) * 1e3:.1f} ms")
+
+
+def test_the_plugins_ledger_holds_every_journalled_request_once(run: Run) -> None:
+    """LLMKPI_PLUGIN_JOURNAL inside real vLLM: the ledger and the records file both read the
+    journal, and agree request for request."""
+    assert len(run.plugin_records_all) >= REQUESTS + 1
+    assert run.plugin_journal_lines == len(run.plugin_records_all)  # all through the journal
+    assert run.plugin_ledger == sorted(r.request_id for r in run.plugin_records_all)
 
 
 def test_plugin_records_agree_with_sidecar_records(run: Run) -> None:
