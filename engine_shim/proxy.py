@@ -44,6 +44,7 @@ HOP_BY_HOP = frozenset({
     SECRET_HEADER.lower(),
 })
 NO_FEATURE = "none"
+ASK_USAGE = b'"stream_options":{"include_usage":true},'  # before a stream body's first key
 TENANT_REFUSED = "tenant_header_refused"  # in a record's extra: its header was not honoured
 
 
@@ -161,8 +162,12 @@ class Sidecar:
         is_json = isinstance(parsed, dict)
         payload: dict[str, Any] = parsed if is_json else {}
         stream = payload.get("stream") is True
+        had_options = "stream_options" in payload
         strip_usage = ensure_stream_usage(payload) if stream else False
-        if strip_usage:
+        if strip_usage and not had_options:  # the prompt's bytes pass untouched, uncopied
+            start = body.index(b"{") + 1  # a JSON object: its first byte past whitespace
+            body = b"".join((body[:start], ASK_USAGE, body[start:]))
+        elif strip_usage:  # the client's own stream_options, merged
             body = json.dumps(payload, separators=(",", ":")).encode()
         model = payload.get("model")
         timer = StreamTimer(self.clock, arrival_time=arrival)
