@@ -76,6 +76,7 @@ bench: $(STAMP) $(ENGINE_STAMP)
 	$(BIN)/python -m bench.ledger_throughput
 	$(BIN)/python -m bench.kpi_report
 	$(BIN)/python -m bench.app_render
+	$(BIN)/python -m bench.soak  # 30 minutes of bursty load, a fault a minute
 
 clean:
 	rm -rf $(VENV) $(ENGINE_VENV) .mypy_cache .ruff_cache .pytest_cache .demo

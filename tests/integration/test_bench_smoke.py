@@ -90,3 +90,15 @@ def test_app_render_benchmark_writes_its_figures(tmp_path: Path) -> None:
                 "cached_rerun_seconds", "period_switch_seconds", "tenant_filter_seconds",
                 "quarter_seconds"):
         assert figures[key] > 0
+
+
+def test_soak_benchmark_runs_a_fault_and_loses_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    done = subprocess.run([sys.executable, "-m", "bench.soak", "--minutes", "1.2", "--out",
+                           str(out)], capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert [f["fault"] for f in result["faults"]] == ["kill-telemetry"]
+    assert result["completed"] > 0 and result["missing_from_ledger"] == 0
+    assert result["in_ledger_twice"] == 0
+    assert result["outbox_request_events"] == result["ledger_rows"]
