@@ -76,6 +76,12 @@ class NginxConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
 
+    def __post_init__(self) -> None:
+        # nginx reads -c relative to its -p prefix and writes logs relative to its own
+        # working directory: a relative journal (`--journal .demo/journal`) must be made
+        # absolute once, here, for every path rendered from it
+        object.__setattr__(self, "journal", self.journal.absolute())
+
     @property
     def prefix(self) -> Path:
         return self.journal / "nginx"

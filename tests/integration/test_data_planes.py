@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -209,3 +210,22 @@ def test_telemetry_killed_under_load_loses_and_repeats_nothing(tmp_path: Path) -
     assert not Path(f"/proc/{nginx_pid}").exists() or \
         b"nginx" not in Path(f"/proc/{nginx_pid}/cmdline").read_bytes()
 
+
+
+@pytest.mark.skipif(nginx_plane.missing() is not None, reason=str(nginx_plane.missing()))
+def test_a_relative_journal_folder_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """`--journal .demo/journal` (what make demo passes): nginx gets absolute paths."""
+    monkeypatch.chdir(tmp_path)
+    port = processes.free_port()
+    plane = nginx_plane.NginxPlane(nginx_plane.NginxConfig(
+        upstream="http://127.0.0.1:1", host="127.0.0.1", port=port,
+        journal=Path("rel") / "journal", salt="s"))
+    plane.start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5)
+        assert answer.value.code == 502  # nginx is up; the engine is not
+    finally:
+        plane.stop()
+    assert (tmp_path / "rel" / "journal" / "nginx" / "nginx.conf").is_file()
