@@ -24,7 +24,11 @@ def test_sidecar_benchmark_writes_its_figures(tmp_path: Path) -> None:
         assert set(row["ttft_ms"]) == {"direct", *proxies}
         assert row["requests_per_mode"] > 0
         assert set(row["cpu_seconds_per_1k_tokens"]) == proxies
-        assert all(v > 0 for v in row["cpu_seconds_per_1k_tokens"].values())
+        # CPU is read in 10 ms ticks: a quick level of plain nginx may read 0, never less
+        assert all(v >= 0 for v in row["cpu_seconds_per_1k_tokens"].values())
+    for proxy in proxies:  # over the four levels every proxy burned measurable CPU
+        assert sum(run[s]["cpu_seconds_per_1k_tokens"][proxy] for s in
+                   ("1", "16", "64", "128")) > 0, proxy
     assert run["rss_mb"]["sidecar_nginx_telemetry"] > 0
     assert result["verdict"]["judged"] and isinstance(result["meets_targets"], bool)
     assert result["litellm"] == "LiteLLM left out (--no-litellm)"
