@@ -24,7 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from engine_shim.engine_metrics import EngineReader
-from engine_shim.records import UNKNOWN, Outcome, RecordSink, RequestRecord
+from engine_shim.records import TENANT_REFUSED, UNKNOWN, Outcome, RecordSink, RequestRecord
 from engine_shim.stream import (
     SSESplitter,
     StreamTimer,
@@ -45,7 +45,6 @@ HOP_BY_HOP = frozenset({
 })
 NO_FEATURE = "none"
 ASK_USAGE = b'"stream_options":{"include_usage":true},'  # before a stream body's first key
-TENANT_REFUSED = "tenant_header_refused"  # in a record's extra: its header was not honoured
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ Outcome = Literal["ok", "error", "cancelled", "rejected"]
 OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "cancelled", "rejected")
 
 UNKNOWN = "unknown"
+TENANT_REFUSED = "tenant_header_refused"  # in a record's extra: its header was not honoured
 _FIELDS: dict[type, frozenset[str]] = {}
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from engine_shim.records import EngineSnapshot, RequestRecord
+from engine_shim.records import TENANT_REFUSED, EngineSnapshot, RequestRecord
 from exporters import web_config
 from exporters.cardinality import TopKLabel
 from exporters.gap_histogram import GapHistogram
@@ -90,7 +90,7 @@ class PrometheusSink:
                             catalog.INTER_TOKEN_LATENCY.name)
         if record.queue_time is not None:
             self._observe(catalog.REQUEST_QUEUE_TIME, labels, [record.queue_time], None)
-        if record.extra and ("tenant_header_refused", "1") in record.extra:
+        if record.extra and (TENANT_REFUSED, "1") in record.extra:
             self._refused.inc()  # type: ignore[union-attr]
         for spec, value in ((catalog.PROMPT_TOKENS, record.prompt_tokens),
                             (catalog.GENERATION_TOKENS, record.output_tokens),
