@@ -45,7 +45,11 @@ HOUR = 3600.0
 # Upper bounds (seconds) of the latency bins; one more bin counts everything above the last.
 LATENCY_BOUNDS = usage.LATENCY_BOUNDS
 LONGEST_REQUEST = 3600.0  # seconds of a request before its hour that can still overlap it
-CHUNK_HOURS = 24 * 30  # recompute 30 days at a time: bounded memory on a year of rows
+CHUNK_HOURS = 24 * 30  # recompute at most 30 days at a time
+# ...and at most about this many ledger rows (a chunk is never less than one hour): memory
+# stays bounded however dense the traffic, on a year of rows or a 1 GB import of one day
+CHUNK_ROWS = 100_000
+READ_ROWS = 20_000  # rows turned into a DataFrame at a time while a chunk is read
 FAILED = SERVER_FAILURE_OUTCOMES  # availability's rule: server-side failures only
 
 Progress = Callable[[str], None]
@@ -116,20 +120,54 @@ def refresh(store: Store, progress: Progress | None = None) -> int:
     # wait; recomputing an hour is idempotent, so the watermark moves only after all chunks
     for pod, first, final in spans:
         start, end = _hour_floor(first), _hour_floor(final) + HOUR
-        chunk = start
-        while chunk < end:
-            stop = min(end, chunk + CHUNK_HOURS * HOUR)
+        with store.engine.connect() as conn:
+            chunks = _chunks(conn, dialect, pod, start, end)
+        for chunk, stop in chunks:
             with store.engine.begin() as conn:
                 _recompute(conn, dialect, pod, chunk, stop, last)
             if progress:
                 progress(f"roll-up {pod or '(no pod)'}: {_iso(chunk)[:10]}")
-            chunk = stop
     with store.engine.begin() as conn:
         if last:
             conn.execute(STATE.update().where(STATE.c.name == NAME).values(last_id=top))
         else:
             conn.execute(STATE.insert().values(name=NAME, last_id=top))
     return fresh
+
+
+def _chunks(conn: Connection, dialect: str, pod: str, start: float,
+            end: float) -> list[tuple[float, float]]:
+    """[start, end) cut into runs of whole hours holding at most CHUNK_ROWS ledger rows of
+    the pod (one hour alone may hold more) and at most CHUNK_HOURS hours."""
+    seconds = epoch(LEDGER.c.arrival, dialect) / literal(HOUR)
+    hour = cast(seconds, BigInteger) if dialect == "sqlite" else func.floor(seconds)
+    counts = {int(h): int(n) for h, n in conn.execute(
+        select(hour, func.count()).where(
+            LEDGER.c.pod == pod,
+            LEDGER.c.arrival >= datetime.fromtimestamp(start - LONGEST_REQUEST, UTC),
+            LEDGER.c.arrival < datetime.fromtimestamp(end, UTC)).group_by(hour)).all()}
+    chunks, chunk, rows, moment = [], start, 0, start
+    while moment < end:
+        # an hour's recompute also reads the hour before it (requests that reach into it)
+        here = counts.get(int(moment // HOUR), 0)
+        if moment > chunk and (rows + here > CHUNK_ROWS
+                               or moment - chunk >= CHUNK_HOURS * HOUR):
+            chunks.append((chunk, moment))
+            chunk, rows = moment, counts.get(int(moment // HOUR) - 1, 0)
+        rows += here
+        moment += HOUR
+    chunks.append((chunk, end))
+    return chunks
+
+
+def _read(conn: Connection, query: Any, columns: list[str]) -> pd.DataFrame:
+    """A query's rows as one DataFrame, built READ_ROWS at a time: a list of row objects for
+    the whole chunk would take ten times the frame's memory."""
+    parts = [pd.DataFrame(part, columns=columns)
+             for part in conn.execute(query).partitions(READ_ROWS)]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 def _iso(seconds: float) -> str:
@@ -149,7 +187,7 @@ def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: floa
     query = select(c.id, epoch_us(c.arrival, dialect).label("arrival_us"),
                    *(getattr(c, name) for name in names)).where(
         c.pod == pod, c.arrival >= lo, c.arrival < hi)
-    raw = pd.DataFrame(conn.execute(query).all(), columns=["id", "arrival_us", *names])
+    raw = _read(conn, query, ["id", "arrival_us", *names])
     hours = round((end - start) / HOUR)
     aged = _aged_hours(conn, pod, start, end, raw, last)
     if raw.empty:

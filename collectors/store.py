@@ -150,6 +150,26 @@ class Store:
             stmt = insert(table).prefix_with("IGNORE")
         session.execute(stmt, list(rows))
 
+    def upsert(self, session: Session, model: type[SQLModel],
+               rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows keyed by their natural (primary) key, replacing a stored row with the
+        same key; of rows repeating a key, the last one stands."""
+        table = model.__table__  # type: ignore[attr-defined]
+        keys = [column.name for column in table.primary_key.columns]
+        latest = list({tuple(row[k] for k in keys): row for row in rows}.values())
+        if not latest:
+            return
+        dialect = self.engine.dialect.name
+        if dialect not in ("postgresql", "sqlite"):
+            for row in latest:
+                session.merge(model.model_validate(row))
+            return
+        stmt: Any = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+        others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        stmt = (stmt.on_conflict_do_update(index_elements=keys, set_=others) if others
+                else stmt.on_conflict_do_nothing())
+        session.execute(stmt, latest)
+
     def close(self) -> None:
         self.engine.dispose()
 

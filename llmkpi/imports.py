@@ -71,8 +71,9 @@ def run(args: argparse.Namespace, importer: Importer, store: Store, url: str) ->
     if args.kind == "git" and args.deployments:
         jobs.append((DeploymentsImporter(), Path(args.deployments)))
     for job, path in jobs:
-        def progress(done: int, total: int, kind: str = job.kind) -> None:
-            print(f"\r{kind}: {done}/{total} rows", end="", file=sys.stderr, flush=True)
+        def progress(done: int, kind: str = job.kind) -> None:
+            print(f"\r{kind}: {done} rows checked and written", end="", file=sys.stderr,
+                  flush=True)
 
         result: ImportResult = run_import(store, job, path, progress)
         if result.already_imported:

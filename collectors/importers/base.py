@@ -1,26 +1,35 @@
-"""What every importer shares: strict CSV reading, typed cells with precise errors, and the
-all-or-nothing, idempotent write.
+"""What every importer shares: strict, streaming CSV and line reading, typed cells with
+precise errors, and the all-or-nothing, idempotent write.
+
+Memory stays bounded whatever a file's size: lines are read and written a batch at a time
+inside one transaction (a bad line anywhere rolls back the whole file), and the keys seen so
+far spill to a private on-disk SQLite table (`Unique`). Whole-document formats (a JSON
+object, a JUnit or coverage XML file) are parsed at once and so are refused above
+MAX_DOCUMENT_BYTES, with the line-based format to use instead.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from sqlmodel import SQLModel, select
+from sqlmodel import Session, SQLModel, select
 
 from collectors.store import Store
 from collectors.tables import ImportLog
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int], None]  # rows written so far
+BATCH = 1000
+MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+MAX_NOTES = 100
 
 
 class BadInputError(ValueError):
@@ -34,17 +43,45 @@ class BadInputError(ValueError):
 class Importer(Protocol):
     kind: str
 
-    def load(self, path: Path) -> list[SQLModel]: ...
+    def load(self, path: Path) -> Iterable[SQLModel]: ...
 
 
-def decode_utf8(path: Path) -> str:
-    raw = path.read_bytes()
+def decode_utf8(path: Path, instead: str = "split it into smaller files") -> str:
+    """A whole document as text, for the formats that are parsed at once (JSON, XML)."""
+    raw = document_bytes(path, instead)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise BadInputError(path, line, "(bytes)", f"not UTF-8: byte 0x{raw[exc.start]:02x} at"
                        f" offset {exc.start}") from None
+
+
+def document_bytes(path: Path, instead: str = "split it into smaller files") -> bytes:
+    """A file parsed at once, refused above MAX_DOCUMENT_BYTES (its parse takes many times
+    its size in memory), saying what to do instead."""
+    size = path.stat().st_size
+    if size > MAX_DOCUMENT_BYTES:
+        raise BadInputError(path, 1, "(file)", f"is {size / 2**20:.0f} MiB; a whole-document"
+                            f" file is read at once, so at most {MAX_DOCUMENT_BYTES // 2**20}"
+                            f" MiB: {instead}")
+    return path.read_bytes()
+
+
+def text_lines(path: Path) -> Iterator[str]:
+    """A file's lines, decoded one at a time (line endings kept, as csv wants them); a byte
+    that is not UTF-8 names its line and offset."""
+    offset = 0
+    with path.open("rb") as file:
+        for number, raw in enumerate(file, 1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                bad = offset + exc.start
+                raise BadInputError(path, number, "(bytes)", f"not UTF-8: byte"
+                                    f" 0x{raw[exc.start]:02x} at offset {bad}") from None
+            offset += len(raw)
+            yield text
 
 
 def iso_time(fail: Callable[[str, str], BadInputError], field: str, value: str) -> datetime:
@@ -60,7 +97,7 @@ def iso_time(fail: Callable[[str, str], BadInputError], field: str, value: str) 
 
 def json_items(path: Path, key: str) -> tuple[str, list[Any]]:
     """A JSON file holding a list, or an object with the list under `key`."""
-    text = decode_utf8(path)
+    text = decode_utf8(path, "export it as CSV instead, which is read a line at a time")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -161,7 +198,7 @@ class Cells:
 
 
 def read_csv(path: Path, required: Sequence[str]) -> Iterator[Cells]:
-    reader = csv.DictReader(io.StringIO(decode_utf8(path), newline=""))
+    reader = csv.DictReader(text_lines(path))
     header = reader.fieldnames or []
     for column in required:
         if column not in header:
@@ -177,29 +214,72 @@ def read_csv(path: Path, required: Sequence[str]) -> Iterator[Cells]:
 
 
 class Unique:
-    """Refuses a key seen twice in one file."""
+    """Refuses a key seen twice in one file, in memory bounded whatever the file's size: the
+    newest keys are held in a dict; every CHUNK of them moves to a private on-disk SQLite
+    table (deleted when closed), checked against it a chunk at a time. A repeat of a key
+    that has moved is therefore found at the end of its chunk: still before the import
+    commits. Call `finish()` after the last row."""
+
+    CHUNK = 50_000
 
     def __init__(self, field: str) -> None:
         self.field = field
-        self.seen: dict[object, int] = {}
+        self.recent: dict[str, int] = {}
+        self.path: Path | None = None
+        self._moved: sqlite3.Connection | None = None
 
     def check(self, cells: Cells, key: object) -> None:
-        if key in self.seen:
-            raise cells.fail(self.field, f"{key} repeats line {self.seen[key]}")
-        self.seen[key] = cells.line
+        self.check_at(cells.path, cells.line, key)
+
+    def check_at(self, path: Path, line: int, key: object) -> None:
+        text, self.path = str(key), path
+        if text in self.recent:
+            raise BadInputError(path, line, self.field, f"{text} repeats line"
+                                f" {self.recent[text]}")
+        self.recent[text] = line
+        if len(self.recent) >= self.CHUNK:
+            self._move()
+
+    def finish(self) -> None:
+        if self._moved is not None:
+            self._compare()
+            self._moved.close()
+            self._moved = None
+        self.recent = {}
+
+    def _compare(self) -> None:
+        assert self._moved is not None and self.path is not None
+        texts = list(self.recent)
+        for start in range(0, len(texts), 500):
+            part = texts[start:start + 500]
+            marks = ",".join("?" * len(part))
+            for text, earlier in self._moved.execute(
+                    f"SELECT key, line FROM seen WHERE key IN ({marks}) ORDER BY line", part):
+                raise BadInputError(self.path, self.recent[text], self.field,
+                                    f"{text} repeats line {earlier}")
+
+    def _move(self) -> None:
+        if self._moved is None:
+            self._moved = sqlite3.connect("")  # "" = a private temporary file
+            self._moved.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, line INTEGER)")
+        else:
+            self._compare()
+        self._moved.executemany("INSERT INTO seen VALUES (?, ?)", self.recent.items())
+        self.recent = {}
 
 
 @dataclass(frozen=True)
 class ImportResult:
     kind: str
     path: Path
-    rows: int
+    rows: int  # rows read from the input; a repeated natural key counts, is stored once
     already_imported: bool
     notes: tuple[str, ...] = ()  # `file:line: field: problem` kept but worth knowing
 
 
 def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def location(path: Path) -> str:
@@ -223,9 +303,23 @@ def fingerprint(importer: Importer, path: Path) -> str | None:
     return file_hash(path)
 
 
+def batches(rows: Iterable[SQLModel], size: int = BATCH) -> Iterator[list[SQLModel]]:
+    batch: list[SQLModel] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def run_import(store: Store, importer: Importer, path: Path,
                progress: Progress | None = None) -> ImportResult:
-    """Validate the whole input, then write it in one transaction (merge by natural key)."""
+    """Validate and write the input a batch at a time in one transaction: a bad row anywhere
+    rolls the whole file back, so the store is as it was. Rows with a surrogate id are
+    inserted, skipping those whose unique key is stored already; rows keyed by their
+    natural key replace the stored one (a later line of the file replaces an earlier)."""
     digest = fingerprint(importer, path)
     if digest is not None:
         with store.session() as session:
@@ -233,38 +327,44 @@ def run_import(store: Store, importer: Importer, path: Path,
                                                         ImportLog.sha256 == digest)).first()
         if done is not None:
             return ImportResult(importer.kind, path, done.rows, already_imported=True)
-    rows = importer.load(path)  # raises BadInputError before anything is written
     # an importer that checks its rows against what is stored (overlapping price rows,
-    # commit prefixes) does so before the write, and may return notes to show
+    # commit prefixes) does so batch by batch before each write, and may return notes
     against = getattr(importer, "against_store", None)
-    notes: list[str] = list(against(store, rows)) if against is not None else []
-    # Rows with a surrogate id are inserted in batches, skipping those whose unique key is
-    # stored already; rows keyed by their natural key merge.
-    surrogate: dict[type[SQLModel], list[dict[str, Any]]] = {}
-    keyed = []
-    for row in rows:
-        if getattr(row, "id", "") is None:
-            surrogate.setdefault(type(row), []).append(row.model_dump(exclude={"id"}))
-        else:
-            keyed.append(row)
-    written = 0
+    notes: list[str] = []
+    more_notes = written = 0
     with store.session() as session:
-        for model, dumped in surrogate.items():
-            for start in range(0, len(dumped), 1000):
-                store.insert_ignore(session, model, dumped[start:start + 1000])
-                written += len(dumped[start:start + 1000])
-                if progress is not None:
-                    progress(written, len(rows))
-        for index, row in enumerate(keyed, written + 1):
-            session.merge(row)
-            if progress is not None and (index % 1000 == 0 or index == len(rows)):
-                progress(index, len(rows))
+        for batch in batches(importer.load(path)):  # raises BadInputError on a bad line
+            for note in (against(store, batch) if against is not None else []):
+                if len(notes) < MAX_NOTES:
+                    notes.append(note)
+                else:
+                    more_notes += 1
+            _write(store, session, batch)
+            written += len(batch)
+            if progress is not None:
+                progress(written)
         session.add(ImportLog(kind=importer.kind, path=location(path), sha256=digest or "",
-                              rows=len(rows), imported=datetime.now(UTC)))
+                              rows=written, imported=datetime.now(UTC)))
         session.commit()
+    if more_notes:
+        notes.append(f"... and {more_notes} more notes like these")
     # derived tables follow what was written (the ledger's hourly roll-ups)
     after = getattr(importer, "after_import", None)
     if after is not None:
         after(store)
-    return ImportResult(importer.kind, path, len(rows), already_imported=False,
+    return ImportResult(importer.kind, path, written, already_imported=False,
                         notes=tuple(notes))
+
+
+def _write(store: Store, session: Session, batch: list[SQLModel]) -> None:
+    surrogate: dict[type[SQLModel], list[dict[str, Any]]] = {}
+    keyed: dict[type[SQLModel], list[dict[str, Any]]] = {}
+    for row in batch:
+        if getattr(row, "id", "") is None:
+            surrogate.setdefault(type(row), []).append(row.model_dump(exclude={"id"}))
+        else:
+            keyed.setdefault(type(row), []).append(row.model_dump())
+    for model, dumped in surrogate.items():
+        store.insert_ignore(session, model, dumped)
+    for model, dumped in keyed.items():
+        store.upsert(session, model, dumped)

@@ -8,7 +8,7 @@ success.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,26 +53,29 @@ class DeploymentsImporter:
 
     def __init__(self) -> None:
         self._where: dict[str, tuple[Path, int, str]] = {}  # id -> file, line, field
+        self._index: ShaIndex | None = None
 
-    def load(self, path: Path) -> list[SQLModel]:
-        self._where = {}
+    def load(self, path: Path) -> Iterator[SQLModel]:
+        self._where, self._index = {}, None
         if path.suffix.lower() == ".json":
-            return self._json(path)
-        rows: list[SQLModel] = []
+            yield from self._json(path)
+            return
         unique = Unique("id")
         for cells in read_csv(path, self.columns):
             deployment_id = cells.text("id")
             unique.check(cells, deployment_id)
-            rows.append(self._row(cells))
             self._where[deployment_id] = (path, cells.line, "commit_shas")
-        return rows
+            yield self._row(cells)
+        unique.finish()
 
     def against_store(self, store: Store, rows: list[SQLModel]) -> list[str]:
         """Resolve each SHA by unique prefix against the stored commits: an ambiguous one
         refuses the file; an unknown one is kept as written and reported (lead time resolves
         again once the git history is imported, and counts what stays unknown)."""
-        with store.session() as session:
-            index = ShaIndex(session.exec(select(Commit.sha)).all())
+        if self._index is None:  # once per import: the first batch of a file reads it
+            with store.session() as session:
+                self._index = ShaIndex(session.exec(select(Commit.sha)).all())
+        index = self._index
         notes = []
         for row in rows:
             assert isinstance(row, Deployment)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import SQLModel
 
-from collectors.importers.base import BadInputError, decode_utf8
+from collectors.importers.base import BadInputError, text_lines
 from collectors.tables import ProductEventRow
 
 SURVEYS = ("relationship", "in_product")
@@ -74,18 +75,17 @@ class MixpanelExportImporter:
 
     kind = "mixpanel"
 
-    def load(self, path: Path) -> list[SQLModel]:
-        rows: dict[str, SQLModel] = {}
-        for line, text in enumerate(decode_utf8(path).splitlines(), 1):
+    def load(self, path: Path) -> Iterator[SQLModel]:
+        """The export may repeat an event (Mixpanel dedups by `$insert_id` too): the store
+        keeps the last line with that id."""
+        for line, text in enumerate(text_lines(path), 1):
             if not text.strip():
                 continue
             try:
                 doc = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise BadInputError(path, line, "(line)", f"not JSON: {exc.msg}") from None
-            row = event_row(path, line, doc, "mixpanel")
-            rows[row.insert_id] = row  # the export may repeat an event: Mixpanel dedups too
-        return list(rows.values())
+            yield event_row(path, line, doc, "mixpanel")
 
 
 class OutboxImporter:
@@ -93,17 +93,18 @@ class OutboxImporter:
 
     kind = "outbox"
 
-    def load(self, path: Path) -> list[SQLModel]:
+    def load(self, path: Path) -> Iterator[SQLModel]:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-                bodies = db.execute("SELECT seq, body FROM outbox ORDER BY seq").fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise BadInputError(path, 1, "(file)", f"not an llmkpi outbox: {exc}") from None
-        rows: list[SQLModel] = []
-        for seq, body in bodies:
             try:
-                doc = json.loads(body)
-            except ValueError:
-                raise BadInputError(path, seq, "body", "is not JSON") from None
-            rows.append(event_row(path, seq, doc, "outbox"))
-        return rows
+                bodies = db.execute("SELECT seq, body FROM outbox ORDER BY seq")
+            except sqlite3.DatabaseError as exc:
+                raise BadInputError(path, 1, "(file)", f"not an llmkpi outbox: {exc}") from None
+            for seq, body in bodies:  # the cursor streams: an outbox of any size
+                try:
+                    doc = json.loads(body)
+                except ValueError:
+                    raise BadInputError(path, seq, "body", "is not JSON") from None
+                yield event_row(path, seq, doc, "outbox")
+        finally:
+            db.close()

@@ -6,6 +6,7 @@ PagerDuty has no security category, containment time or deployment link; optiona
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,16 +37,16 @@ class IncidentsImporter:
     kind = "incidents"
     csv_columns = ("id", "service_name", "urgency", "created_on")
 
-    def load(self, path: Path) -> list[SQLModel]:
+    def load(self, path: Path) -> Iterator[SQLModel]:
         if path.suffix.lower() == ".json":
-            return self._json(path)
-        rows: list[SQLModel] = []
+            yield from self._json(path)
+            return
         unique = Unique("id")
         for cells in read_csv(path, self.csv_columns):
             incident_id = cells.text("id")
             unique.check(cells, incident_id)
-            rows.append(self._from_cells(cells, incident_id))
-        return rows
+            yield self._from_cells(cells, incident_id)
+        unique.finish()
 
     def _from_cells(self, cells: Cells, incident_id: str) -> Incident:
         created = cells.moment("created_on")

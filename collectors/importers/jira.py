@@ -10,7 +10,6 @@ rebuilt as created -> current status (at resolution when resolved, time unknown 
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel import SQLModel
 
-from collectors.importers.base import BadInputError, decode_utf8
+from collectors.importers.base import BadInputError, Unique, text_lines
 from collectors.tables import WorkItem
 
 POINTS_COLUMNS = ("Story Points", "Custom field (Story Points)",
@@ -90,7 +89,7 @@ class JiraRow:
 
 
 def rows_of(path: Path, zone: ZoneInfo) -> Iterator[JiraRow]:
-    reader = csv.reader(io.StringIO(decode_utf8(path), newline=""))
+    reader = csv.reader(text_lines(path))
     header = [h.strip() for h in next(reader, [])]
     for column in ("Issue key", "Issue Type", "Status", "Created"):
         if column not in header:
@@ -115,16 +114,13 @@ class WorkItemsImporter:
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {timezone!r} (like Europe/Berlin)") from None
 
-    def load(self, path: Path) -> list[SQLModel]:
-        rows: list[SQLModel] = []
-        seen: dict[str, int] = {}
+    def load(self, path: Path) -> Iterator[SQLModel]:
+        unique = Unique("Issue key")
         for row in rows_of(path, self.zone):
             key = row.one("Issue key")
-            if key in seen:
-                raise row.fail("Issue key", f"{key} repeats line {seen[key]}")
-            seen[key] = row.line
-            rows.append(self._item(row, key))
-        return rows
+            unique.check_at(row.path, row.line, key)
+            yield self._item(row, key)
+        unique.finish()
 
     def _item(self, row: JiraRow, key: str) -> WorkItem:
         raw_type = row.one("Issue Type")

@@ -1,8 +1,9 @@
 """Request records from a file: backfill months of traffic, or another gateway's logs.
 
 CSV with a header, or JSON lines (one object per line), in the columns the sidecar's ledger
-writes (docs/imports.md, "ledger"). The whole file is validated before anything is written;
-rows are keyed by (source, request_id), so importing a file twice adds nothing.
+writes (docs/imports.md, "ledger"). The file streams in one transaction: a bad line anywhere
+leaves the store as it was; rows are keyed by (source, request_id), so importing a file
+twice adds nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import Any
 from sqlmodel import SQLModel
 
 from collectors import rollup
-from collectors.importers.base import BadInputError, Cells, decode_utf8, iso_time, read_csv
+from collectors.importers.base import (
+    BadInputError,
+    Cells,
+    Unique,
+    iso_time,
+    read_csv,
+    text_lines,
+)
 from collectors.store import Store
 from collectors.tables import LedgerRow
 from engine_shim.records import OUTCOMES
@@ -39,17 +47,15 @@ class LedgerImporter:
     kind = "ledger"
     columns = REQUIRED
 
-    def load(self, path: Path) -> list[SQLModel]:
-        rows: list[SQLModel] = []
-        seen: dict[tuple[str, str], int] = {}
+    def load(self, path: Path) -> Iterator[SQLModel]:
+        unique = Unique("request_id")
         for line, get, fail in self._records(path):
             row = _row(get, fail)
-            key = (row.source, row.request_id)
-            if key in seen:
-                raise fail("request_id", f"{row.request_id} repeats line {seen[key]}")
-            seen[key] = line
-            rows.append(row)
-        return rows
+            shown = row.request_id if row.source == "import" else \
+                f"{row.request_id} (source {row.source})"
+            unique.check_at(path, line, shown)
+            yield row
+        unique.finish()
 
     def after_import(self, store: Store) -> None:
         """Roll the new rows up at once: cost and serving health read the roll-up."""
@@ -68,7 +74,7 @@ def _cell_getter(cells: Cells) -> Callable[[str], str]:
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, Callable[[str], str], Fail]]:
-    for number, text in enumerate(decode_utf8(path).splitlines(), 1):
+    for number, text in enumerate(text_lines(path), 1):
         if not text.strip():
             continue
 

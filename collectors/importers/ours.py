@@ -3,6 +3,7 @@ per tenant, integration attempts) and the registry of every kind (docs/imports.m
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -31,10 +32,9 @@ class PeopleImporter:
     kind = "people"
     columns = ("person", "team", "tech", "hired", "exited", "hourly_rate")
 
-    def load(self, path: Path) -> list[SQLModel]:
+    def load(self, path: Path) -> Iterator[SQLModel]:
         """One row per stint; a person who left and came back has a row per stint, and
         stints of one person may not overlap."""
-        rows: list[SQLModel] = []
         stints: dict[str, list[tuple[date, date | None, int]]] = {}
         for cells in read_csv(path, self.columns):
             person = cells.text("person")
@@ -48,18 +48,16 @@ class PeopleImporter:
                     raise cells.fail("hired", f"{person} is already employed on {hired}"
                                               f" (the stint on line {line})")
             stints.setdefault(person, []).append((hired, exited, cells.line))
-            rows.append(Person(person=person, team=cells.text("team"), tech=cells.flag("tech"),
-                               hired=hired, exited=exited,
-                               hourly_rate=cells.number("hourly_rate", optional=True)))
-        return rows
+            yield Person(person=person, team=cells.text("team"), tech=cells.flag("tech"),
+                         hired=hired, exited=exited,
+                         hourly_rate=cells.number("hourly_rate", optional=True))
 
 
 class FinanceImporter:
     kind = "finance"
     columns = ("month", *FINANCE_AMOUNTS, *FINANCE_SIGNED, *FINANCE_COUNTS)
 
-    def load(self, path: Path) -> list[SQLModel]:
-        rows: list[SQLModel] = []
+    def load(self, path: Path) -> Iterator[SQLModel]:
         unique = Unique("month")
         for cells in read_csv(path, self.columns):
             month = cells.month("month")
@@ -69,8 +67,8 @@ class FinanceImporter:
             values |= {f: cells.integer(f) for f in FINANCE_COUNTS}
             values["ebitda"] = cells.number("ebitda", minimum=None, optional=True)
             values["sales_cycle_days"] = cells.number("sales_cycle_days", optional=True)
-            rows.append(FinanceMonth.model_validate({"month": month, **values}))
-        return rows
+            yield FinanceMonth.model_validate({"month": month, **values})
+        unique.finish()
 
 
 class GpuImporter:
@@ -84,8 +82,10 @@ class GpuImporter:
     def __init__(self) -> None:
         self._lines: dict[tuple[str, datetime], tuple[Path, int]] = {}
 
-    def load(self, path: Path) -> list[SQLModel]:
-        rows: list[SQLModel] = []
+    def load(self, path: Path) -> Iterator[SQLModel]:
+        """A GPU inventory is a few rows per pod: it is held whole to check for overlaps
+        within the file before any row is written."""
+        rows: list[GpuAllocation] = []
         unique = Unique("valid_from")
         self._lines = {}
         for cells in read_csv(path, self.columns):
@@ -101,24 +101,26 @@ class GpuImporter:
                 pod=pod, gpu_type=cells.text("gpu_type"), valid_from=start, valid_to=end,
                 gpu_count=cells.integer("gpu_count", minimum=1),
                 dollars_per_gpu_hour=cells.amount("dollars_per_gpu_hour")))
-        return rows
+        unique.finish()
+        self._overlaps(rows, [])
+        yield from rows
 
     def against_store(self, store: Store, rows: list[SQLModel]) -> list[str]:
-        """Refuse a row that overlaps another of its pod, in the file or in the store (a
-        stored row with the same pod and valid_from is replaced, not overlapped)."""
+        """Refuse a row that overlaps a stored one of its pod (a stored row with the same
+        pod and valid_from is replaced, not overlapped)."""
         with store.session() as session:
             stored = list(session.exec(select(GpuAllocation)).all())
-        mine = {(r.pod, _utc(r.valid_from)) for r in rows if isinstance(r, GpuAllocation)}
+        mine = [r for r in rows if isinstance(r, GpuAllocation)]
+        self._overlaps(mine, [r for r in stored if (r.pod, _utc(r.valid_from))
+                              not in self._lines])
+        return []
+
+    def _overlaps(self, rows: list[GpuAllocation], stored: list[GpuAllocation]) -> None:
         spans: dict[str, list[tuple[datetime, datetime | None, bool]]] = {}
-        file_rows = {id(r) for r in rows}
-        for row in [*rows, *stored]:
-            assert isinstance(row, GpuAllocation)
-            key = (row.pod, _utc(row.valid_from))
-            from_file = id(row) in file_rows
-            if not from_file and key in mine:
-                continue
+        for row, from_file in [*((r, True) for r in rows), *((r, False) for r in stored)]:
             spans.setdefault(row.pod, []).append(
-                (key[1], _utc(row.valid_to) if row.valid_to else None, from_file))
+                (_utc(row.valid_from), _utc(row.valid_to) if row.valid_to else None,
+                 from_file))
         for pod, items in spans.items():
             items.sort(key=lambda item: item[0])
             for (start, end, _), (later, _later_end, later_in_file) in pairwise(items):
@@ -130,7 +132,6 @@ class GpuImporter:
                                         f" {later.isoformat()} overlaps the row from"
                                         f" {start.isoformat()} ({until}): one price per pod"
                                         " at a time; close the earlier row with valid_to")
-        return []
 
 
 def _utc(moment: datetime) -> datetime:
@@ -141,50 +142,47 @@ class ReleasesImporter:
     kind = "releases"
     columns = ("name", "target", "released")
 
-    def load(self, path: Path) -> list[SQLModel]:
-        rows: list[SQLModel] = []
+    def load(self, path: Path) -> Iterator[SQLModel]:
         unique = Unique("name")
         for cells in read_csv(path, self.columns):
             name = cells.text("name")
             unique.check(cells, name)
             target = cells.day("target")
             assert target is not None
-            rows.append(Release(name=name, target=target,
-                                released=cells.day("released", optional=True)))
-        return rows
+            yield Release(name=name, target=target,
+                          released=cells.day("released", optional=True))
+        unique.finish()
 
 
 class TenantRevenueImporter:
     kind = "tenant-revenue"
     columns = ("month", "tenant", "revenue")
 
-    def load(self, path: Path) -> list[SQLModel]:
-        rows: list[SQLModel] = []
+    def load(self, path: Path) -> Iterator[SQLModel]:
         unique = Unique("tenant")
         for cells in read_csv(path, self.columns):
             month, tenant = cells.month("month"), cells.text("tenant")
             unique.check(cells, (month.isoformat()[:7], tenant))
-            rows.append(TenantRevenue(month=month, tenant=tenant,
-                                      revenue=cells.amount("revenue")))
-        return rows
+            yield TenantRevenue(month=month, tenant=tenant,
+                                revenue=cells.amount("revenue"))
+        unique.finish()
 
 
 class IntegrationsImporter:
     kind = "integrations"
     columns = ("id", "integration", "tenant", "attempted", "success")
 
-    def load(self, path: Path) -> list[SQLModel]:
-        rows: list[SQLModel] = []
+    def load(self, path: Path) -> Iterator[SQLModel]:
         unique = Unique("id")
         for cells in read_csv(path, self.columns):
             attempt = cells.text("id")
             unique.check(cells, attempt)
             attempted = cells.moment("attempted")
             assert attempted is not None
-            rows.append(IntegrationAttempt(id=attempt, integration=cells.text("integration"),
-                                           tenant=cells.text("tenant"), attempted=attempted,
-                                           success=cells.flag("success")))
-        return rows
+            yield IntegrationAttempt(id=attempt, integration=cells.text("integration"),
+                                     tenant=cells.text("tenant"), attempted=attempted,
+                                     success=cells.flag("success"))
+        unique.finish()
 
 
 def _all() -> dict[str, Importer]:

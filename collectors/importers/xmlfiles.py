@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 
 from sqlmodel import SQLModel
 
-from collectors.importers.base import BadInputError, Unique
+from collectors.importers.base import BadInputError, Unique, document_bytes
 from collectors.tables import CoverageReport, TestRun
 
 
@@ -42,7 +42,7 @@ def read_xml(path: Path) -> list[Element]:
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     try:
-        parser.Parse(path.read_bytes(), True)
+        parser.Parse(document_bytes(path), True)
     except xml.parsers.expat.ExpatError as exc:
         raise BadInputError(path, exc.lineno, "(xml)", xml.parsers.expat.errors.messages[
             exc.code] if exc.code else str(exc)) from None
@@ -111,11 +111,7 @@ class JUnitImporter:
                 continue
             attrs = Attrs(path, element)
             name, taken = attrs.get("name"), attrs.moment("timestamp")
-            key = (name, taken)
-            if key in unique.seen:
-                raise attrs.fail("name", f"{name} at {taken.isoformat()} repeats line"
-                                 f" {unique.seen[key]}")
-            unique.seen[key] = element.line
+            unique.check_at(path, element.line, f"{name} at {taken.isoformat()}")
             tests = attrs.count("tests")
             failed = attrs.count("failures", 0) + attrs.count("errors", 0)
             if failed > tests:
@@ -124,6 +120,7 @@ class JUnitImporter:
                                 failures=attrs.count("failures", 0),
                                 errors=attrs.count("errors", 0),
                                 skipped=attrs.count("skipped", 0), seconds=attrs.seconds("time")))
+        unique.finish()
         if not rows:
             raise BadInputError(path, 1, "testsuite", "the file has no <testsuite>")
         return rows

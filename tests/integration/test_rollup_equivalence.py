@@ -14,6 +14,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -109,11 +110,15 @@ def check(store: Store, rows: list[dict[str, Any]], batches: int) -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(requests, st.integers(1, 4))
+@given(requests, st.integers(1, 4), st.sampled_from([1, 7, rollup.CHUNK_ROWS]))
 def test_the_roll_up_prices_and_judges_what_raw_rows_do(items: list[tuple[Any, ...]],
-                                                        batches: int) -> None:
+                                                        batches: int, chunk_rows: int) -> None:
+    """Also when memory bounds cut the recompute into chunks of single hours (1 row) or a
+    few hours (7 rows) and read each 3 rows at a time."""
     rows = [row(n, *item) for n, item in enumerate(items)]
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, \
+            mock.patch.object(rollup, "CHUNK_ROWS", chunk_rows), \
+            mock.patch.object(rollup, "READ_ROWS", 3 if chunk_rows < 100 else rollup.READ_ROWS):
         store = Store.open(str(Path(folder) / "store.sqlite"))
         try:
             check(store, rows, batches)

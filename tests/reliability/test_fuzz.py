@@ -72,14 +72,14 @@ def test_a_mutated_file_is_loaded_or_refused_by_line(kind: str, tmp_path: Path) 
     importer = IMPORTERS[kind]
     suffix = ".csv" if kind == "ledger" else Path(SAMPLES[kind]).suffix
     original = sample(kind, tmp_path)
-    assert importer.load(_write(tmp_path, suffix, original))  # the sample itself is valid
+    assert list(importer.load(_write(tmp_path, suffix, original)))  # the sample itself is valid
 
     @BUDGET
     @given(mutated(original))
     def check(data: bytes) -> None:
         path = _write(tmp_path, suffix, data)
         try:
-            importer.load(path)
+            list(importer.load(path))
         except BadInputError as refused:
             assert refused.path == path and refused.line >= 1
             assert str(refused).startswith(f"{path}:{refused.line}: field ")
@@ -129,5 +129,5 @@ def test_what_fuzzing_found_is_refused_by_line(tmp_path: Path, kind: str, suffix
     """Each raised OverflowError, ValueError or LookupError before (a traceback)."""
     path = _write(tmp_path, suffix, data)
     with pytest.raises(BadInputError) as refused:
-        IMPORTERS[kind].load(path)
+        list(IMPORTERS[kind].load(path))
     assert (refused.value.line, refused.value.field) == (1, field)
