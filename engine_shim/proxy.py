@@ -58,6 +58,10 @@ class SidecarConfig:
     content_limit: int = 65_536
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
+    max_body_bytes: int = 32 * 1024 * 1024  # a larger request body is answered 413
+
+
+BODY_TOO_LARGE = "body_too_large"  # the record's extra mark of a 413 for the body's size
 
 
 @dataclass
@@ -119,7 +123,7 @@ class Sidecar:
         await self.session.close()
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app = web.Application(client_max_size=self.config.max_body_bytes)
         app.cleanup_ctx.append(self.lifecycle)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
@@ -127,7 +131,10 @@ class Sidecar:
     # -- handling --------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
         arrival = self.clock()
-        body = await request.read()
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large(request, arrival)
         headers = forward_headers(request.headers)
         url = upstream_url(self.upstream, request.raw_path)
         if not is_measured(request.method, request.path):
@@ -313,6 +320,19 @@ class Sidecar:
             return response
         finally:
             upstream.release()
+
+    def _too_large(self, request: web.Request, arrival: float) -> web.Response:
+        """413 for a body over --max-body-mib (nginx's client_max_body_size on the other
+        plane): never buffered whole, recorded as rejected when the path is measured."""
+        limit = self.config.max_body_bytes // (1024 * 1024)
+        if is_measured(request.method, request.path):
+            req, _ = self._start(request, b"", arrival)
+            req.extra[BODY_TOO_LARGE] = "1"
+            self._finish(req, "rejected", 413)
+        body = {"error": {"message": f"the request body is larger than this sidecar's limit"
+                          f" of {limit} MiB (--max-body-mib)",
+                          "type": "request_too_large", "code": 413}}
+        return web.json_response(body, status=413, headers={"Connection": "close"})
 
     def _upstream_down(self, exc: BaseException) -> web.Response:
         """502 to the client without the engine's address (internal), which is logged."""

@@ -203,7 +203,7 @@ def nginx_config(settings: SidecarSettings, folder: Path) -> NginxConfig:
         tenant_secret=settings.tenant_header_secret,
         pod=settings.sinks.pod, sample_ratio=settings.sinks.tracing.sample_ratio,
         capture_content=settings.sinks.tracing.capture_content,
-        workers=settings.nginx_workers)
+        workers=settings.nginx_workers, max_body_mib=settings.max_body_mib)
 
 
 def run_nginx_sidecar(settings: SidecarSettings, exporter: PrometheusExporter) -> None:
@@ -258,7 +258,8 @@ def build_sidecar(settings: SidecarSettings, sink: RecordSink) -> Sidecar:
                            pod=settings.sinks.pod,
                            engine_poll_interval=settings.engine_poll_seconds,
                            trace_sample_ratio=settings.sinks.tracing.sample_ratio,
-                           capture_content=settings.sinks.tracing.capture_content)
+                           capture_content=settings.sinks.tracing.capture_content,
+                           max_body_bytes=settings.max_body_mib * 1024 * 1024)
     return Sidecar(config, sink, resolver)
 
 

@@ -35,6 +35,7 @@ ENV_DOC = {
     "LLMKPI_TENANT_HEADER_SECRET": "sidecar: a request carrying this in"
                                    " X-Llmkpi-Tenant-Secret has its tenant header honoured",
     "LLMKPI_FEATURE_HEADER": "sidecar: header naming the product feature (default X-Feature)",
+    "LLMKPI_MAX_BODY_MIB": "sidecar: largest request body relayed; a larger one gets 413 (32)",
     "LLMKPI_MAX_TENANTS": "sidecar: tenants with their own series; the rest are 'other' (20)",
     "LLMKPI_MAX_FEATURES": "sidecar: features with their own series (10)",
     "LLMKPI_RECORDS_OUT": "sidecar: also append every request record to this JSON-lines file",
@@ -264,6 +265,7 @@ class SidecarSettings:
     tenant_header_secret: str = ""
     metrics_host: str = "127.0.0.1"
     web_config: WebConfig | None = None  # TLS / basic auth of /metrics
+    max_body_mib: int = 32  # a larger request body is answered 413 (and counted)
 
     def trust(self) -> TenantTrust:
         from engine_shim.tenancy import TenantTrust
@@ -312,6 +314,8 @@ class SidecarSettings:
                 "LLMKPI_METRICS_HOST", str(pick("host", env.get_str("LLMKPI_HOST",
                                                                       "127.0.0.1")))))),
             web_config=web_config(_opt_str(flags.get("web_config_file")), env),
+            max_body_mib=int(str(pick("max_body_mib", env.get_int("LLMKPI_MAX_BODY_MIB", 32,
+                                                                   1)))),
         )
         settings.trust()  # a bad network fails here, naming it
         if settings.data_plane not in DATA_PLANES:

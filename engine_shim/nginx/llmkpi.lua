@@ -190,7 +190,9 @@ local function ensure_stream_usage(body, doc)
     return cjson.encode(doc), true
 end
 
-function M.start()
+-- What the headers tell, before the body is read: should reading it fail (a chunked body
+-- over client_max_body_size), the record still names the tenant.
+local function begin()
     local wall, mono = clock(CLOCK_REALTIME), clock(CLOCK_MONOTONIC)
     local headers = ngx.req.get_headers(100)
     local key = ngx.var.request_id  -- unique per request, whatever the client's id
@@ -202,7 +204,32 @@ function M.start()
     }
     ngx.ctx.llmkpi = ctx  -- set first: should anything below fail, the record still leaves
     ngx.var.llmkpi_id = key
-    M.inflight[key] = ctx  -- found again after an internal redirect (502 page)
+    M.inflight[key] = ctx  -- found again after an internal redirect (502 and 413 pages)
+    local rid = headers["x-request-id"]
+    if type(rid) == "table" then rid = rid[1] end
+    if type(rid) == "string" and rid ~= "" then ctx.client_request_id = clip(rid, 128) end
+    local refused
+    ctx.tenant, refused = tenant_of(headers)
+    if refused then
+        ctx.extra.tenant_header_refused = "1"
+        refused_count = refused_count + 1
+        if refused_count == 1 or refused_count % 1000 == 0 then
+            ngx.log(ngx.WARN, "tenant header refused from ", ngx.var.remote_addr,
+                    " (untrusted sender; ", refused_count, " so far in this worker): billed to ",
+                    ctx.tenant, ", not the header's tenant")
+        end
+    end
+    local feature = headers[settings.feature_header]
+    if type(feature) == "table" then feature = feature[1] end
+    ctx.feature = (type(feature) == "string" and feature ~= "") and clip(feature, 64) or "none"
+    local parent = headers["traceparent"]
+    if type(parent) == "table" then parent = parent[1] end
+    ctx.trace_id, ctx.span_id, ctx.parent_span_id, ctx.sampled = trace_of(parent)
+    return ctx
+end
+
+function M.start()
+    local ctx = begin()
     local body = read_body()
     local doc = nil
     if find(body, "^%s*{") then
@@ -229,26 +256,6 @@ function M.start()
             end
         end
     end
-    local rid = headers["x-request-id"]
-    if type(rid) == "table" then rid = rid[1] end
-    if type(rid) == "string" and rid ~= "" then ctx.client_request_id = clip(rid, 128) end
-    local refused
-    ctx.tenant, refused = tenant_of(headers)
-    if refused then
-        ctx.extra.tenant_header_refused = "1"
-        refused_count = refused_count + 1
-        if refused_count == 1 or refused_count % 1000 == 0 then
-            ngx.log(ngx.WARN, "tenant header refused from ", ngx.var.remote_addr,
-                    " (untrusted sender; ", refused_count, " so far in this worker): billed to ",
-                    ctx.tenant, ", not the header's tenant")
-        end
-    end
-    local feature = headers[settings.feature_header]
-    if type(feature) == "table" then feature = feature[1] end
-    ctx.feature = (type(feature) == "string" and feature ~= "") and clip(feature, 64) or "none"
-    local parent = headers["traceparent"]
-    if type(parent) == "table" then parent = parent[1] end
-    ctx.trace_id, ctx.span_id, ctx.parent_span_id, ctx.sampled = trace_of(parent)
     ngx.req.clear_header("Accept-Encoding")  -- measured streams must arrive uncompressed
     ngx.req.set_header("traceparent", format("00-%s-%s-%s", ctx.trace_id, ctx.span_id,
                                              ctx.sampled and "01" or "00"))
@@ -526,6 +533,21 @@ function M.finish()
         ',"parent_span_id":', str(ctx.parent_span_id),
         ',"trace_sampled":', tostring(ctx.sampled), ',"pod":', str(settings.pod),
         ',"source":"sidecar","extra":{', concat(extra, ","), '}}'})
+end
+
+-- a body over client_max_body_size (nginx refuses it by its Content-Length before the
+-- access phase, or while a chunked one is read): 413 in JSON, recorded as rejected
+function M.too_large(limit_mib)
+    local id = ngx.var.llmkpi_id
+    local ctx = (id and id ~= "" and M.inflight[id]) or begin()
+    ngx.ctx.llmkpi = ctx
+    ctx.status = 413
+    ctx.extra.body_too_large = "1"
+    ngx.status = 413
+    ngx.header["Content-Type"] = "application/json; charset=utf-8"
+    ngx.say(cjson.encode({ error = {
+        message = "the request body is larger than this sidecar's limit of " .. limit_mib
+            .. " MiB (--max-body-mib)", type = "request_too_large", code = 413 } }))
 end
 
 -- the engine could not be reached: a JSON error naming it, as the Python plane answers

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web-config-file", help="TLS and basic auth for /metrics, in the"
                         " Prometheus exporters' web config format (LLMKPI_WEB_CONFIG_FILE)")
     parser.add_argument("--tenant-aliases", help="YAML file: tenant name -> API-key hashes")
+    parser.add_argument("--max-body-mib", type=int, help="largest request body relayed, in"
+                        " MiB; a larger one is answered 413 and counted (32;"
+                        " LLMKPI_MAX_BODY_MIB)")
     parser.add_argument("--max-tenants", type=int, help="tenants with their own series (20)")
     parser.add_argument("--records-out", help="append every request record to this JSONL file")
     parser.add_argument("--journal", help="folder of the request journal: the data plane"

@@ -144,3 +144,45 @@ def test_odd_requests_and_a_cut_stream(tmp_path: Path) -> None:
     assert records["cut"].output_tokens == 1
     assert answers["deep"] == 200 and records["deep"].body_is_json is False
     assert answers["absolute"] == b"HTTP/1.1 200 OK"
+
+
+def test_a_body_over_the_limit_is_answered_413_and_recorded(tmp_path: Path) -> None:
+    """--max-body-mib 1: a 2 MiB body is refused with a JSON 413 whether its size is known
+    up front (Content-Length) or not (chunked); both are rejected requests of the key's
+    tenant, marked; a body just under the limit passes to the engine."""
+    apps = BackgroundApps()
+    seen: list[dict[str, Any]] = []
+    upstream = apps.serve(scripted_upstream(seen))
+    big = b'{"model":"m","stream":true,"messages":[{"role":"user","content":"' + \
+        b"x" * (2 * 1024 * 1024) + b'"}]}'
+    fits = big[: 1024 * 1024 - 1024] + b'"}]}'
+    answers: list[tuple[int, str]] = []
+
+    async def chunks() -> Any:
+        for start in range(0, len(big), 65_536):
+            yield big[start:start + 65_536]
+
+    async def main(url: str) -> None:
+        headers = {"Authorization": "Bearer sk-big", "X-Request-Id": "",
+                   "Content-Type": "application/json"}
+        async with aiohttp.ClientSession() as session:
+            for rid, data in (("sized", big), ("chunked", chunks())):
+                async with session.post(url + "/v1/chat/completions", data=data,
+                                        headers={**headers, "X-Request-Id": rid}) as resp:
+                    answers.append((resp.status, (await resp.json())["error"]["type"]))
+            async with session.post(url + "/v1/chat/completions", data=fits, headers={
+                    **headers, "X-Request-Id": "fits"}) as resp:
+                assert resp.status == 200
+                await resp.read()
+
+    env = {"LLMKPI_KEY_SALT": "salt-1"}
+    with sidecar(tmp_path, upstream, "--max-body-mib", "1", env=env) as proc:
+        asyncio.run(main(proc.url))
+        records = {r.client_request_id: r for r in proc.records(expect=3)}
+    apps.close()
+    assert answers == [(413, "request_too_large"), (413, "request_too_large")]
+    for rid in ("sized", "chunked"):
+        assert (records[rid].outcome, records[rid].http_status) == ("rejected", 413)
+        assert records[rid].tenant == hash_api_key("sk-big", "salt-1")
+        assert dict(records[rid].extra).get("body_too_large") == "1"
+    assert records["fits"].outcome == "ok" and len(seen) == 1
