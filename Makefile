@@ -76,6 +76,7 @@ bench: $(STAMP) $(ENGINE_STAMP)
 	$(BIN)/python -m bench.ledger_throughput
 	$(BIN)/python -m bench.kpi_report
 	$(BIN)/python -m bench.app_render
+	$(BIN)/python -m bench.import_memory  # peak RSS of 10 MiB, 100 MiB and 1 GiB imports
 	$(BIN)/python -m bench.soak  # 30 minutes of bursty load, a fault a minute
 
 clean:

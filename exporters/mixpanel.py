@@ -184,6 +184,7 @@ class MixpanelSender:
     def _backoff(self, error: str) -> float:
         self.failures += 1
         self.retries += 1
+        self.outbox.count_send_failure()  # on /metrics, also from `events flush`
         self.last_error = error
         log.info("Mixpanel send failed (%s); retry %d", error, self.failures)
         return float(min(30.0, 0.25 * 2 ** min(self.failures, 8)) * random.uniform(0.5, 1.0))

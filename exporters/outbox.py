@@ -52,6 +52,7 @@ class OutboxStats:
     quarantined: int
     dropped: int
     sent: int
+    send_failures: int = 0  # batches tried without a settling answer (sent again later)
 
 
 class Outbox:
@@ -156,6 +157,9 @@ class Outbox:
         self._db().executemany("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?",
                                [(s,) for s in seqs])
 
+    def count_send_failure(self) -> None:
+        self._bump(self._db(), "send_failures", 1)
+
     def quarantined(self) -> list[tuple[str, str, str]]:
         """(insert_id, event, reason) of every quarantined event."""
         rows = self._db().execute("SELECT insert_id, event, reason FROM outbox"
@@ -174,7 +178,8 @@ class Outbox:
         return OutboxStats(pending=int(by_state.get("pending", 0)),
                            quarantined=int(by_state.get("quarantined", 0)),
                            dropped=int(counters.get("dropped", 0)),
-                           sent=int(counters.get("sent", 0)))
+                           sent=int(counters.get("sent", 0)),
+                           send_failures=int(counters.get("send_failures", 0)))
 
     @staticmethod
     def _bump(db: sqlite3.Connection, name: str, amount: int) -> None:

@@ -212,7 +212,8 @@ class OutboxCollector(Collector):
         return [catalog_family(catalog.EVENTS_PENDING, value=stats.pending),
                 catalog_family(catalog.EVENTS_QUARANTINED, value=stats.quarantined),
                 catalog_family(catalog.EVENTS_DROPPED, value=stats.dropped),
-                catalog_family(catalog.EVENTS_SENT, value=stats.sent)]
+                catalog_family(catalog.EVENTS_SENT, value=stats.sent),
+                catalog_family(catalog.EVENTS_SEND_FAILURES, value=stats.send_failures)]
 
 
 def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1",

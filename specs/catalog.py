@@ -211,6 +211,11 @@ EVENTS_DROPPED = _m(
 EVENTS_SENT = _m(
     "events_sent_total", "counter", "events",
     "Product events Mixpanel accepted (the outbox deleted them).", ())
+EVENTS_SEND_FAILURES = _m(
+    "events_send_failures_total", "counter", "batches",
+    "Batches sent to Mixpanel without an answer that settles them (timeout, lost answer,"
+    " 429, 5xx, refused credentials): their events stay in the outbox and are sent again.",
+    ())
 
 # `llmkpi kpi serve`: the KPI report and the cost figures of the latest full period as gauges
 KPI_LABELS = ("mapping", "key")
@@ -275,7 +280,7 @@ HEALTH_METRICS = (SINK_DROPPED, SINK_FAILED, SINK_WRITE_FAILURES, SINK_QUARANTIN
                   JOURNAL_QUARANTINED, JOURNAL_LAG, LABEL_OVERFLOW, TENANT_HEADER_REFUSED,
                   PLUGIN_RECORD_SECONDS,
                   PLUGIN_RECORD_CALLS, EVENTS_PENDING, EVENTS_QUARANTINED, EVENTS_DROPPED,
-                  EVENTS_SENT)
+                  EVENTS_SENT, EVENTS_SEND_FAILURES)
 KPI_METRICS = (KPI_CEO_VALUE, KPI_CTO_VALUE, KPI_BAND, KPI_PERIOD, REVENUE_PER_EMPLOYEE,
                ENGINEER_PRODUCTIVITY, COST_PER_MILLION_TOKENS, GPU_BILL, GPU_IDLE_COST,
                TENANT_GPU_COST, FEATURE_GPU_COST, TENANT_GROSS_MARGIN, KPI_REFRESHED,

@@ -17,7 +17,8 @@ SECRET = "test-api-secret"
 
 
 class MixpanelLike:
-    """Actions per request, in order: ok, 503, 429, slow (store, then answer late), 401."""
+    """Actions per request, in order: ok, 500, 503, 429, slow (store, then answer late),
+    lost (store, then close the connection without an answer), 401."""
 
     def __init__(self, script: list[str] | None = None, slow_seconds: float = 3.0) -> None:
         self.script = list(script or [])
@@ -39,8 +40,8 @@ class MixpanelLike:
         if request.headers.get("Authorization") != expected:
             return web.json_response({"error": "Unauthorized", "status": 0}, status=401)
         action = self.script.pop(0) if self.script else "ok"
-        if action == "503":
-            return web.json_response({"error": "service unavailable"}, status=503)
+        if action in ("500", "503"):
+            return web.json_response({"error": "service unavailable"}, status=int(action))
         if action == "429":
             return web.json_response({"error": "rate limited"}, status=429,
                                      headers={"Retry-After": "0.2"})
@@ -60,6 +61,10 @@ class MixpanelLike:
             self.deliveries[insert_id] += 1
             self.accepted.setdefault(insert_id, event)  # Mixpanel dedups by $insert_id
             imported += 1
+        if action == "lost":  # stored, but the answer never reaches the sender
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=200)
         if action == "slow":
             self.holding.set()
             await asyncio.sleep(self.slow_seconds)

@@ -69,6 +69,17 @@ def test_ledger_benchmark_writes_its_figures(tmp_path: Path) -> None:
     assert result["sqlite_rows_per_second"] > 0 and result["postgresql_rows_per_second"] > 0
 
 
+def test_import_memory_benchmark_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "import.json"
+    done = subprocess.run([sys.executable, "-m", "bench.import_memory", "--sizes-mib", "1,2",
+                           "--out", str(out)], capture_output=True, text=True, check=False,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert len(result["runs"]) == 6  # three formats, two sizes
+    assert all(run["rows"] > 0 and run["peak_rss_mib"] > 0 for run in result["runs"])
+
+
 def test_kpi_report_benchmark_writes_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "kpi.json"
     done = subprocess.run([sys.executable, "-m", "bench.kpi_report", "--rows", "340000",
