@@ -91,6 +91,8 @@ def main() -> int:
     parser.add_argument("--sizes-mib", default="10,100,1024",
                         help="file sizes in MiB, comma-separated")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--tmp", help="folder for the generated files (a 1 GiB file and"
+                        " its store need about 2.5 GiB; default the system's temp folder)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes_mib.split(",")]
     formats: dict[str, tuple[str, str, Callable[[int], str], bool]] = {
@@ -100,7 +102,7 @@ def main() -> int:
     }
     runs: list[dict[str, Any]] = []
     say: TextIO = sys.stderr
-    with tempfile.TemporaryDirectory(dir=os.environ.get("LLMKPI_BENCH_TMP")) as folder:
+    with tempfile.TemporaryDirectory(dir=args.tmp) as folder:
         for size in sizes:
             for name, (kind, suffix, line, header) in formats.items():
                 path = Path(folder) / f"{name}-{size}.{suffix}"
