@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlmodel import Session
 
-from collectors import usage
+from collectors.bins import gap_counts
 from collectors.store import Store
 from collectors.tables import EngineSnapshotRow, JournalOffset, LedgerQuarantine, LedgerRow
 from engine_shim.records import EngineSnapshot, RequestRecord
@@ -112,7 +112,7 @@ def ledger_row(record: RequestRecord, gpu: str = "") -> dict[str, Any]:
         "output_tokens": record.output_tokens,
         "cached_prompt_tokens": record.cached_prompt_tokens,
         "finish_reason": record.finish_reason, "trace_id": record.trace_id,
-        "itl_counts": usage.gap_counts(gaps),
+        "itl_counts": gap_counts(gaps),
     })
 
 

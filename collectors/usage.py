@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from collectors.bins import gap_counts  # noqa: F401 - one definition, read from here too
 from specs.availability import SERVER_FAILURE_OUTCOMES, THROTTLED_STATUS
 from specs.catalog import ITL_BUCKETS, LEDGER_LATENCY_BUCKETS, TTFT_BUCKETS
 
@@ -110,15 +111,6 @@ def _decode_one(out: np.ndarray, row: int, text: str) -> None:
     else:
         for key, count in doc.items():
             out[row, int(key)] = count
-
-
-def gap_counts(gaps: Sequence[float]) -> str | None:
-    """A request's token gaps counted in the ITL histogram's bins (what the ledger keeps so
-    a per-gap p95 and the ITL SLO can be computed later, exactly as the live histogram)."""
-    if not gaps:
-        return None
-    index = bin_index(np.asarray(gaps, dtype="float64"), ITL_BOUNDS)
-    return encode(np.bincount(index, minlength=len(ITL_BOUNDS) + 1))
 
 
 # --- charged work and busy time ---------------------------------------------------------------

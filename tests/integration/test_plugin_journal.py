@@ -41,3 +41,29 @@ def test_the_plugin_journals_and_its_ledger_follows(tmp_path: Path) -> None:
             break
         time.sleep(0.05)
     assert sorted(got) == sorted(f"p{n}" for n in range(30))
+
+
+def test_the_telemetry_process_loads_neither_pandas_nor_numpy(tmp_path: Path) -> None:
+    """The sidecar's telemetry process (and the vLLM plugin) with every sink on: journal,
+    ledger, outbox, Prometheus. pandas and numpy are ~110 MiB of the KPI layer's; the sinks
+    need neither (collectors/bins.py counts the ITL bins in plain Python)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pathlib import Path
+from exporters.prometheus import PrometheusExporter
+from llmkpi.serve import build_journal
+from llmkpi.settings import Env, SinkSettings
+env = Env({{"LLMKPI_LEDGER": "true", "LLMKPI_DATABASE_URL": "{tmp_path / 'l.sqlite'}",
+           "LLMKPI_OUTBOX": "{tmp_path / 'o.sqlite'}"}})
+sinks = SinkSettings.from_env(env, "test")
+wiring = build_journal(Path("{tmp_path / 'journal'}"), sinks, PrometheusExporter())
+wiring.close()
+print(sorted(m for m in ("pandas", "numpy") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
