@@ -160,6 +160,8 @@ end
 
 -- the request ---------------------------------------------------------------------------
 
+local BIG_BODY = 4 * 1024 * 1024
+
 local function read_body()
     ngx.req.read_body()
     local body = ngx.req.get_body_data()
@@ -259,6 +261,10 @@ function M.start()
     ngx.req.clear_header("Accept-Encoding")  -- measured streams must arrive uncompressed
     ngx.req.set_header("traceparent", format("00-%s-%s-%s", ctx.trace_id, ctx.span_id,
                                              ctx.sampled and "01" or "00"))
+    if #body > BIG_BODY then  -- its copies (text, decoded table, edited text) go at once,
+        body, doc = nil, nil  -- not whenever the collector gets round to them
+        collectgarbage("collect")
+    end
 end
 
 local function now(ctx)
