@@ -24,7 +24,15 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from engine_shim.engine_metrics import EngineReader
-from engine_shim.records import TENANT_REFUSED, UNKNOWN, Outcome, RecordSink, RequestRecord
+from engine_shim.records import (
+    ENGINE_TIMING_REFUSED,
+    TENANT_REFUSED,
+    UNKNOWN,
+    Outcome,
+    RecordSink,
+    RequestRecord,
+    engine_timing,
+)
 from engine_shim.stream import (
     SSESplitter,
     StreamTimer,
@@ -79,6 +87,7 @@ class _Request:
     strip_usage: bool
     timer: StreamTimer
     usage: dict[str, Any] | None = None
+    engine_metrics: dict[str, Any] | None = None  # vLLM's per-request metrics, when on
     finish_reason: str | None = None
     response_id: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -258,6 +267,8 @@ class Sidecar:
                 req.response_id = info.response_id
             if info.usage is not None:
                 req.usage = info.usage
+            if info.engine_metrics is not None:
+                req.engine_metrics = info.engine_metrics
             if info.error:
                 req.extra["stream_error"] = "1"
             if req.strip_usage and info.usage_only:
@@ -291,6 +302,8 @@ class Sidecar:
             return
         if isinstance(doc.get("usage"), dict):
             req.usage = doc["usage"]
+        if isinstance(doc.get("metrics"), dict):
+            req.engine_metrics = doc["metrics"]
         if isinstance(doc.get("id"), str):
             req.response_id = doc["id"]
         for choice in doc.get("choices") or []:
@@ -350,6 +363,9 @@ class Sidecar:
                 req.extra["gen_ai.output.messages"] = json.dumps(
                     [{"role": "assistant", "content": text}])
             prompt, output, cached = usage_counts(req.usage)
+            spans, refused = engine_timing(req.engine_metrics)
+            if refused:
+                req.extra[ENGINE_TIMING_REFUSED] = "1"
             timer = req.timer
             if output is None and timer.first_token_time is not None:
                 output = len(timer.gaps) + 1  # no usage (stream broke): count token chunks
@@ -365,7 +381,9 @@ class Sidecar:
                 response_id=req.response_id, trace_id=req.trace.trace_id,
                 span_id=req.trace.span_id, parent_span_id=req.trace.parent_span_id,
                 trace_sampled=req.trace.sampled, pod=self.config.pod,
-                extra=tuple(sorted(req.extra.items())))
+                extra=tuple(sorted(req.extra.items())), queue_time=spans.get("queue_time"),
+                prefill_time=spans.get("prefill_time"), decode_time=spans.get("decode_time"),
+                time_per_output_token=spans.get("time_per_output_token"))
             self.sink.record(record)
         except Exception:
             log.exception("could not record request %s", req.request_id)

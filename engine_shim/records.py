@@ -15,6 +15,14 @@ OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "cancelled", "rejected")
 
 UNKNOWN = "unknown"
 TENANT_REFUSED = "tenant_header_refused"  # in a record's extra: its header was not honoured
+# vLLM's per-request metrics (`--enable-per-request-metrics`: `metrics` in the body, or in
+# the last usage chunk of a stream), in milliseconds, and the record field each becomes:
+# the engine's queue wait, scheduling to first token (prefill; with P/D also the remote
+# prefill and the KV transfer), first to last token (decode), mean inter-token latency
+ENGINE_TIMINGS = (("queue_time_ms", "queue_time"), ("time_to_first_token_ms", "prefill_time"),
+                  ("generation_time_ms", "decode_time"),
+                  ("mean_itl_ms", "time_per_output_token"))
+ENGINE_TIMING_REFUSED = "engine_timing_refused"  # in extra: a timing was negative or no number
 _FIELDS: dict[type, frozenset[str]] = {}
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,26 @@ class RequestRecord:
         if values.get("outcome") not in OUTCOMES:
             raise ValueError(f"RequestRecord: field 'outcome' must be one of {OUTCOMES}")
         return cls(**values)
+
+
+def engine_timing(metrics: object) -> tuple[dict[str, float], bool]:
+    """The record's engine spans (seconds) from vLLM's per-request metrics, and whether any
+    value was refused: negative, not a number, or not finite (vLLM reports garbage timings
+    for some aborted requests; a refused span is left unknown, never clamped to a guess)."""
+    if not isinstance(metrics, dict):
+        return {}, False
+    spans: dict[str, float] = {}
+    refused = False
+    for key, field_name in ENGINE_TIMINGS:
+        value = metrics.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value) or value < 0:
+            refused = True
+            continue
+        spans[field_name] = value / 1000.0
+    return spans, refused
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ class EventInfo:
     response_id: str | None = None
     error: bool = False
     text: str = ""
+    engine_metrics: dict[str, Any] | None = None  # vLLM's per-request metrics (usage chunk)
 
 
 _NOTHING = EventInfo()
@@ -117,7 +118,9 @@ def _parse_event(data: bytes) -> EventInfo:
     usage = payload.get("usage")
     usage = usage if isinstance(usage, dict) else None
     response_id = payload.get("id")
+    metrics = payload.get("metrics")
     return EventInfo(
+        engine_metrics=metrics if isinstance(metrics, dict) else None,
         has_token=has_token,
         usage=usage,
         usage_only=usage is not None and not choices,

@@ -18,6 +18,10 @@ from engine_shim.records import RecordSink
 from engine_shim.vllm_stats import PluginState
 
 log = logging.getLogger(__name__)
+# what vLLM never shows a stat logger (docs/record-contract.md): said once at start
+BLIND_SPOTS = ("llmkpi plugin: vLLM does not hand requests aborted by a client disconnect to"
+               " stat loggers, so they are missing from the plugin's counts, and its stats carry"
+               " no request id or tenant; run the llmkpi sidecar in front to measure those")
 
 
 def served_model_name(vllm_config: Any) -> str:
@@ -66,3 +70,5 @@ class LlmkpiStatLoggerBase(StatLoggerBase):
     def log_engine_initialized(self) -> None:
         log.info("llmkpi stat logger attached to engine %d (model %s)", self.engine_index,
                  self.state.model)
+        if self.engine_index == 0:
+            log.warning(BLIND_SPOTS)

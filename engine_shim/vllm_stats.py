@@ -8,11 +8,12 @@ Counters arrive as per-step increments, so they are accumulated here. The stats 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine_shim.records import EngineSnapshot, Outcome, RequestRecord
+from engine_shim.records import ENGINE_TIMING_REFUSED, EngineSnapshot, Outcome, RequestRecord
 
 NO_FEATURE = "none"
 ENGINE_ENDPOINT = "engine"
@@ -40,8 +41,25 @@ def record_from_finished(stats: Any, *, finished_at: float, model: str, pod: str
     the engine core. The first token came one decode span before the last:
     first token = finish - decode time.
     """
-    e2e = float(getattr(stats, "e2e_latency", 0.0))
-    decode = float(getattr(stats, "decode_time", 0.0))
+    refused: list[str] = []
+
+    def span(name: str) -> float | None:
+        """A span vLLM measured, or None when it is impossible: vLLM can hand an aborted
+        request negative or non-finite timings (vllm#49135); never clamped to a guess."""
+        value = getattr(stats, name, None)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value) or value < 0:
+            refused.append(name)
+            return None
+        return float(value)
+
+    e2e = span("e2e_latency") or 0.0
+    decode, queued, prefill = span("decode_time"), span("queued_time"), span("prefill_time")
+    extra = [("preemptions", str(int(getattr(stats, "num_preemptions", 0))))]
+    if refused:
+        extra.append((ENGINE_TIMING_REFUSED, ",".join(refused)))
     output = int(getattr(stats, "num_generation_tokens", 0))
     reason = finish_reason_name(getattr(stats, "finish_reason", "unknown"))
     request_id = getattr(stats, "request_id", None) or ""
@@ -50,15 +68,14 @@ def record_from_finished(stats: Any, *, finished_at: float, model: str, pod: str
         request_id=request_id, tenant="unknown", model=model, feature=NO_FEATURE,
         endpoint=ENGINE_ENDPOINT, arrival_time=finished_at - e2e, finish_time=finished_at,
         outcome=outcome_for_finish(reason), http_status=0,
-        first_token_time=finished_at - decode if output > 0 else None,
+        first_token_time=finished_at - decode if output > 0 and decode is not None else None,
         last_token_time=finished_at if output > 0 else None,
         prompt_tokens=int(getattr(stats, "num_prompt_tokens", 0)), output_tokens=output,
         cached_prompt_tokens=int(getattr(stats, "num_cached_tokens", 0)),
         finish_reason=reason, streamed=False, response_id=request_id or None,
-        queue_time=float(getattr(stats, "queued_time", 0.0)),
-        prefill_time=float(getattr(stats, "prefill_time", 0.0)), decode_time=decode,
-        time_per_output_token=float(tpot) if tpot else None, pod=pod, source="plugin",
-        extra=(("preemptions", str(int(getattr(stats, "num_preemptions", 0)))),))
+        queue_time=queued, prefill_time=prefill, decode_time=decode,
+        time_per_output_token=float(tpot) if tpot and not tpot < 0 else None, pod=pod,
+        source="plugin", extra=tuple(sorted(extra)))
 
 
 @dataclass

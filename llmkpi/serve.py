@@ -304,9 +304,10 @@ def run_sidecar(settings: SidecarSettings) -> None:
 
 
 def run_simulator(host: str, port: int, profile_name: str, seed: int,
-                  plugin_metrics_port: int | None = None) -> None:
+                  plugin_metrics_port: int | None = None, *,
+                  per_request_metrics: bool = False) -> None:
     profile = get_profile(profile_name)
-    simulator = Simulator(profile, seed)
+    simulator = Simulator(profile, seed, per_request_metrics=per_request_metrics)
     sink = None
     if plugin_metrics_port is not None:
         sink = simulated_plugin(simulator, plugin_metrics_port, host)

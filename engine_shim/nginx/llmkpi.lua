@@ -366,6 +366,7 @@ local function inspect(ctx, event, when)
     end
     if token then token_at(ctx, when) end
     if type(doc.id) == "string" and not ctx.response_id then ctx.response_id = doc.id end
+    if type(doc.metrics) == "table" then ctx.engine = doc.metrics end
     if type(doc.usage) == "table" then
         ctx.usage = doc.usage
         if ctx.strip and next(choices) == nil then return false end
@@ -385,6 +386,7 @@ local function read_whole(ctx, payload)
     local doc = cjson.decode(payload)
     if type(doc) ~= "table" then return end
     if type(doc.usage) == "table" then ctx.usage = doc.usage end
+    if type(doc.metrics) == "table" then ctx.engine = doc.metrics end
     if type(doc.id) == "string" then ctx.response_id = doc.id end
     if type(doc.choices) == "table" then
         for _, choice in ipairs(doc.choices) do
@@ -501,6 +503,30 @@ local function outcome_of(ctx, status)
     return "error", status
 end
 
+-- vLLM's per-request metrics (ms) as the record's engine spans (s), as records.engine_timing
+-- reads them: a negative, non-number or non-finite value is refused and marked
+local ENGINE_TIMINGS = {
+    { "queue_time_ms", "queue_time" }, { "time_to_first_token_ms", "prefill_time" },
+    { "generation_time_ms", "decode_time" }, { "mean_itl_ms", "time_per_output_token" },
+}
+
+local function engine_spans(ctx)
+    local metrics, parts = ctx.engine, {}
+    if type(metrics) ~= "table" then return "" end
+    for _, pair in ipairs(ENGINE_TIMINGS) do
+        local value = metrics[pair[1]]
+        if value ~= nil and value ~= cjson.null then
+            if type(value) ~= "number" or value ~= value or value < 0
+                    or value == math.huge then
+                ctx.extra.engine_timing_refused = "1"
+            else
+                parts[#parts + 1] = format(',"%s":%.6f', pair[2], value / 1000)
+            end
+        end
+    end
+    return concat(parts)
+end
+
 function M.finish()
     local ctx = ngx.ctx.llmkpi
     if not ctx then
@@ -520,6 +546,7 @@ function M.finish()
         ctx.extra["gen_ai.output.messages"] = '[{"role": "assistant", "content": '
             .. cjson.encode(clip(concat(ctx.output), settings.content_limit)) .. '}]'
     end
+    local spans = engine_spans(ctx)  -- before extra is written: it may mark a refusal
     local gaps = {}
     for i, gap in ipairs(ctx.gaps) do gaps[i] = format("%.6f", gap) end
     local extra = {}
@@ -538,7 +565,7 @@ function M.finish()
         ',"trace_id":', str(ctx.trace_id), ',"span_id":', str(ctx.span_id),
         ',"parent_span_id":', str(ctx.parent_span_id),
         ',"trace_sampled":', tostring(ctx.sampled), ',"pod":', str(settings.pod),
-        ',"source":"sidecar","extra":{', concat(extra, ","), '}}'})
+        spans, ',"source":"sidecar","extra":{', concat(extra, ","), '}}'})
 end
 
 -- a body over client_max_body_size (nginx refuses it by its Content-Length before the

@@ -38,8 +38,10 @@ def _error(exc: BadRequestError) -> web.Response:
 class Simulator:
     """Request handling around one Engine; `seed` makes output lengths and words repeatable."""
 
-    def __init__(self, profile: Profile, seed: int = 0) -> None:
+    def __init__(self, profile: Profile, seed: int = 0, *,
+                 per_request_metrics: bool = False) -> None:
         self.engine = Engine(profile)
+        self.per_request_metrics = per_request_metrics  # as vLLM's --enable-per-request-metrics
         self.served_model = profile.model
         self.seed = seed
         self._counter = itertools.count()
@@ -152,6 +154,21 @@ class Simulator:
                 return
             yield index
 
+    def _timings(self, seq: Sequence) -> dict[str, Any]:
+        """vLLM's per-request metrics of a finished sequence, in milliseconds: queue wait
+        (arrival to first scheduled), scheduled to first token, first to last token, and
+        the mean gap between tokens."""
+        if not self.per_request_metrics or seq.first_scheduled is None \
+                or seq.first_token is None or seq.last_token is None:
+            return {}
+        generation = seq.last_token - seq.first_token
+        metrics = {"queue_time_ms": (seq.first_scheduled - seq.arrival) * 1000,
+                   "time_to_first_token_ms": (seq.first_token - seq.first_scheduled) * 1000,
+                   "generation_time_ms": generation * 1000}
+        if seq.generated > 1:
+            metrics["mean_itl_ms"] = generation / (seq.generated - 1) * 1000
+        return {"metrics": metrics}
+
     def _usage(self, seq: Sequence) -> dict[str, Any]:
         return {"prompt_tokens": seq.prompt_tokens, "completion_tokens": seq.generated,
                 "total_tokens": seq.prompt_tokens + seq.generated,
@@ -180,7 +197,7 @@ class Simulator:
             await response.write(_sse({**meta, "object": kind, "choices": [choice]}))
         if include_usage:
             await response.write(_sse({**meta, "object": kind, "choices": [],
-                                       "usage": self._usage(seq)}))
+                                       "usage": self._usage(seq), **self._timings(seq)}))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -198,7 +215,7 @@ class Simulator:
                       "finish_reason": seq.finish_reason}
             obj = "text_completion"
         return web.json_response({**meta, "object": obj, "choices": [choice],
-                                  "usage": self._usage(seq)})
+                                  "usage": self._usage(seq), **self._timings(seq)})
 
 
 def _sse(payload: dict[str, Any]) -> bytes:

@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="h100-llama3-8b")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list-profiles", action="store_true", help="print profiles and exit")
+    parser.add_argument("--per-request-metrics", action="store_true",
+                        help="return each request's engine timings in the response, as vLLM's"
+                        " --enable-per-request-metrics does (the sidecar records them)")
     parser.add_argument("--plugin-metrics-port", type=int,
                         help="also export what the llmkpi vLLM plugin would (queue time too)")
 
@@ -25,5 +28,6 @@ def run(args: argparse.Namespace) -> int:
         for profile in PROFILES.values():
             print(f"{profile.name}: {profile.doc}\n")
         return 0
-    run_simulator(args.host, args.port, args.profile, args.seed, args.plugin_metrics_port)
+    run_simulator(args.host, args.port, args.profile, args.seed, args.plugin_metrics_port,
+                  per_request_metrics=args.per_request_metrics)
     return 0

@@ -71,6 +71,20 @@ def test_finished_request_becomes_a_record() -> None:
     assert dict(record.extra) == {"preemptions": "1"}
 
 
+def test_impossible_timings_of_an_aborted_request_are_refused_not_guessed() -> None:
+    """vLLM can report garbage spans for aborted requests: a negative e2e and a NaN decode
+    are left unknown and marked; the valid queue span is kept."""
+    stats = FinishedRequestStats(FinishReason.ABORT, "r-9", e2e_latency=-5.0,
+                                 num_generation_tokens=3, queued_time=0.25,
+                                 prefill_time=0.5, decode_time=float("nan"))
+    record = record_from_finished(stats, finished_at=1000.0, model="tiny", pod="p")
+    assert record.arrival_time == 1000.0  # e2e unknown: no span invented
+    assert record.first_token_time is None and record.decode_time is None
+    assert (record.queue_time, record.prefill_time) == (0.25, 0.5)
+    assert dict(record.extra)["engine_timing_refused"] == "e2e_latency,decode_time"
+    assert record.outcome == "cancelled"
+
+
 @pytest.mark.parametrize(("reason", "name", "outcome"), [
     (FinishReason.STOP, "stop", "ok"), (FinishReason.ABORT, "abort", "cancelled"),
     ("length", "length", "ok"), ("FinishReason.ERROR", "error", "error")])
