@@ -26,24 +26,36 @@ class Alias:
     engine_kind: str
     name: str
     note: str = ""
+    labels: tuple[tuple[str, str], ...] = ()  # only series with these label values
+    scale: float = 1.0  # to the snapshot's unit (SGLang's milliseconds to seconds)
 
 
 # field -> candidate names, newest first. Counter names are as exposed (with `_total`).
 NAME_TABLE: dict[str, tuple[Alias, ...]] = {
     "kv_cache_usage": (
         Alias("vllm", "vllm:kv_cache_usage_perc", "v1 engine, 0.9 and later (0-1)"),
-        Alias("vllm", "vllm:gpu_cache_usage_perc", "v0 engine and v1 before 0.9; hidden 0.11"),
+        Alias("vllm", "vllm:gpu_cache_usage_perc", "v0 engine and v1 before 0.9; removed"),
         Alias("sglang", "sglang:token_usage", "fraction of KV tokens in use"),
+        Alias("trtllm", "trtllm_kv_cache_utilization", "TensorRT-LLM (Dynamo): 0-1"),
     ),
     "requests_running": (
         Alias("vllm", "vllm:num_requests_running"),
         Alias("sglang", "sglang:num_running_reqs"),
+        Alias("trtllm", "trtllm_num_requests_running"),
         Alias("tgi", "tgi_batch_current_size", "TGI: batch size, no model label"),
     ),
     "requests_waiting": (
-        Alias("vllm", "vllm:num_requests_waiting"),
+        Alias("vllm", "vllm:num_requests_waiting", "includes requests deferred for a KV"
+              " transfer or the LoRA budget (reason=deferred)"),
         Alias("sglang", "sglang:num_queue_reqs"),
+        Alias("trtllm", "trtllm_num_requests_waiting"),
         Alias("tgi", "tgi_queue_size"),
+    ),
+    "requests_waiting_deferred": (
+        Alias("vllm", "vllm:num_requests_waiting_by_reason", "waiting on a KV transfer, the"
+              " LoRA budget or a blocked status, not on capacity", (("reason", "deferred"),)),
+        Alias("sglang", "sglang:num_decode_transfer_queue_reqs", "decode side: waiting for"
+              " its KV to arrive"),
     ),
     "preemptions_total": (
         Alias("vllm", "vllm:num_preemptions_total", "counter since v0.4"),
@@ -58,7 +70,8 @@ NAME_TABLE: dict[str, tuple[Alias, ...]] = {
         Alias("vllm", "vllm:gpu_prefix_cache_hits_total", "v1 before 0.9"),
     ),
     "prompt_tokens_total": (
-        Alias("vllm", "vllm:prompt_tokens_total"),
+        Alias("vllm", "vllm:prompt_tokens_total", "with P/D the prefill and the decode pod"
+              " both count each prompt: cost and tokens use the decode side's requests"),
         Alias("sglang", "sglang:prompt_tokens_total"),
         Alias("tgi", "tgi_request_input_length_sum"),
     ),
@@ -67,7 +80,53 @@ NAME_TABLE: dict[str, tuple[Alias, ...]] = {
         Alias("sglang", "sglang:generation_tokens_total"),
         Alias("tgi", "tgi_request_generated_tokens_sum"),
     ),
+    # where prompt tokens came from (vLLM 0.11+): computed + cache hit + transferred = total
+    "prompt_tokens_computed_total": (
+        Alias("vllm", "vllm:prompt_tokens_by_source_total", "prefilled here",
+              (("source", "local_compute"),)),
+    ),
+    "prompt_tokens_cache_hit_total": (
+        Alias("vllm", "vllm:prompt_tokens_by_source_total", "from this engine's prefix cache",
+              (("source", "local_cache_hit"),)),
+    ),
+    "prompt_tokens_transferred_total": (
+        Alias("vllm", "vllm:prompt_tokens_by_source_total", "KV received from another"
+              " instance (P/D) or an external cache", (("source", "external_kv_transfer"),)),
+    ),
+    # KV-cache transfer between prefill and decode (NIXL connector; SGLang's P/D)
+    "kv_transfer_seconds_total": (
+        Alias("vllm", "vllm:nixl_xfer_time_seconds_sum", "NIXL connector"),
+        Alias("sglang", "sglang:kv_transfer_latency_ms_sum", "prefill side, ms", scale=0.001),
+    ),
+    "kv_transfers_total": (
+        Alias("vllm", "vllm:nixl_xfer_time_seconds_count", "NIXL connector"),
+        Alias("sglang", "sglang:kv_transfer_latency_ms_count", "prefill side"),
+    ),
+    "kv_transfer_bytes_total": (
+        Alias("vllm", "vllm:nixl_bytes_transferred_sum", "NIXL connector"),
+        Alias("sglang", "sglang:kv_transfer_total_mb_sum", "MB", scale=1e6),
+    ),
+    "kv_transfer_failures_total": (
+        Alias("vllm", "vllm:nixl_num_failed_transfers_total", "NIXL: includes handshake and"
+              " notification failures"),
+        Alias("sglang", "sglang:num_transfer_failed_reqs_total"),
+    ),
+    "kv_expired_total": (
+        Alias("vllm", "vllm:nixl_num_kv_expired_reqs_total", "prefill side: the decode pod"
+              " never fetched the KV before its lease expired"),
+    ),
 }
+
+# Ratios are averaged over an engine's data-parallel engines (vLLM's `engine`, SGLang's
+# `dp_rank`/`tp_rank` labels) and their maximum kept; everything else is summed.
+MEAN_FIELDS = ("kv_cache_usage",)
+# Present only where a KV connector or P/D is configured (absent from a plain vLLM server).
+DISAGGREGATION_FIELDS = ("kv_transfer_seconds_total", "kv_transfers_total",
+                         "kv_transfer_bytes_total", "kv_transfer_failures_total",
+                         "kv_expired_total")
+ENGINE_INDEX_LABELS = ("engine", "dp_rank")  # a data-parallel engine (TP ranks are one)
+ENGINE_COUNTED = ("kv_cache_usage", "requests_running")
+ROLE_LABELS = ("engine_type",)  # SGLang's prefill|decode; vLLM has none: LLMKPI_ROLE
 
 # Renamed or retired series (old name -> (new name, vLLM version of the change)). The reader
 # above polls gauges and counters; this table is for queries over histograms (dashboards).
@@ -111,43 +170,85 @@ def _unescape(value: str) -> str:
     return value.replace(r"\"", '"').replace(r"\n", "\n").replace("\\\\", "\\")
 
 
-def snapshots_from_text(text: str, engine: str, now: float) -> list[EngineSnapshot]:
-    """One snapshot per model found; values of the same model and name are summed."""
-    wanted = {alias.name: (field_name, alias) for field_name, aliases in NAME_TABLE.items()
-              for alias in aliases}
-    found: dict[str, dict[str, dict[str, float]]] = {}
-    for name, labels, value in parse_exposition(text):
-        hit = wanted.get(name)
-        if hit is None:
-            continue
-        model = next((labels[k] for k in MODEL_LABELS if k in labels), UNKNOWN)
-        by_name = found.setdefault(model, {}).setdefault(hit[0], {})
-        by_name[name] = by_name.get(name, 0.0) + value
+Found = dict[str, dict[str, dict[str, list[float]]]]  # model -> field -> name -> series
+
+
+def snapshots_from_text(text: str, engine: str, now: float,
+                        role: str = "") -> list[EngineSnapshot]:
+    """One snapshot per model found. Counts of the same model and name are summed over its
+    series (data-parallel engines); ratios are averaged, and their maximum kept. `role` is
+    the pod's (prefill, decode; LLMKPI_ROLE), unless the series say it (SGLang)."""
+    found, engines, roles = _collect(text)
     snapshots = []
     for model, fields in sorted(found.items()):
-        values: dict[str, float] = {}
-        matched: list[str] = []
-        kinds: set[str] = set()
-        for field_name, by_name in fields.items():
-            for alias in NAME_TABLE[field_name]:  # newest name wins
-                if alias.name in by_name:
-                    values[field_name] = by_name[alias.name]
-                    matched.append(alias.name)
-                    kinds.add(alias.engine_kind)
-                    break
+        values, matched, kinds = _combine(fields)
         snapshots.append(EngineSnapshot(
             time=now, engine=engine, model=model, up=True,
             engine_kind=kinds.pop() if len(kinds) == 1 else UNKNOWN,
-            matched_names=tuple(sorted(matched)), **values))
+            matched_names=tuple(sorted(set(matched))), role=roles.get(model, role),
+            engines=len(engines.get(model, ())) or 1, **values))
     return snapshots
+
+
+_WANTED: dict[str, list[tuple[str, Alias]]] = {}
+for _field, _aliases in NAME_TABLE.items():
+    for _alias in _aliases:
+        _WANTED.setdefault(_alias.name, []).append((_field, _alias))
+
+
+def _collect(text: str) -> tuple[Found, dict[str, set[str]], dict[str, str]]:
+    """Every series of the table's names: values per model and field, the data-parallel
+    engines seen per model, and the role a series states."""
+    found: Found = {}
+    engines: dict[str, set[str]] = {}
+    roles: dict[str, str] = {}
+    for name, labels, value in parse_exposition(text):
+        for field_name, alias in _WANTED.get(name, ()):
+            if any(labels.get(k) != v for k, v in alias.labels):
+                continue
+            model = next((labels[k] for k in MODEL_LABELS if k in labels), UNKNOWN)
+            by_name = found.setdefault(model, {}).setdefault(field_name, {})
+            by_name.setdefault(name, []).append(value * alias.scale)
+            if field_name in ENGINE_COUNTED:  # every engine reports these, once per DP rank
+                engines.setdefault(model, set()).add(
+                    next((labels[k] for k in ENGINE_INDEX_LABELS if k in labels), ""))
+            said = next((labels[k] for k in ROLE_LABELS if labels.get(k)), "")
+            if said:
+                roles[model] = said
+    return found, engines, roles
+
+
+def _combine(fields: dict[str, dict[str, list[float]]]
+             ) -> tuple[dict[str, float], list[str], set[str]]:
+    """Per field the newest name's series, summed (counts) or averaged with their maximum
+    (ratios)."""
+    values: dict[str, float] = {}
+    matched: list[str] = []
+    kinds: set[str] = set()
+    for field_name, by_name in fields.items():
+        for alias in NAME_TABLE[field_name]:  # newest name wins
+            series = by_name.get(alias.name)
+            if not series:
+                continue
+            if field_name in MEAN_FIELDS:
+                values[field_name] = sum(series) / len(series)
+                values[field_name + "_max"] = max(series)
+            else:
+                values[field_name] = sum(series)
+            matched.append(alias.name)
+            kinds.add(alias.engine_kind)
+            break
+    return values, matched, kinds
 
 
 class EngineReader:
     """Polls an engine's /metrics every `interval` seconds and hands snapshots to a sink."""
 
     def __init__(self, url: str, sink: RecordSink, *, engine: str, interval: float = 5.0,
-                 clock: Callable[[], float] = time.time, timeout: float = 2.0) -> None:
+                 clock: Callable[[], float] = time.time, timeout: float = 2.0,
+                 role: str = "") -> None:
         self.url = url
+        self.role = role  # prefill | decode, from the pod (LLMKPI_ROLE); "" when both
         self.sink = sink
         self.engine = engine
         self.interval = interval
@@ -166,10 +267,11 @@ class EngineReader:
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.failures += 1
             log.debug("engine metrics poll of %s failed: %s", self.url, exc)
-            snapshots = [EngineSnapshot(time=self.clock(), engine=self.engine, model=m, up=False)
+            snapshots = [EngineSnapshot(time=self.clock(), engine=self.engine, model=m, up=False,
+                                        role=self.role)
                          for m in sorted(self._models or {UNKNOWN})]
         else:
-            snapshots = snapshots_from_text(text, self.engine, self.clock())
+            snapshots = snapshots_from_text(text, self.engine, self.clock(), self.role)
             self._models.update(s.model for s in snapshots)
         for snapshot in snapshots:
             self.sink.record_snapshot(snapshot)

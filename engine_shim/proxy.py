@@ -67,6 +67,7 @@ class SidecarConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
     max_body_bytes: int = 32 * 1024 * 1024  # a larger request body is answered 413
+    role: str = ""  # the engine's part in P/D disaggregation: prefill, decode, "" for both
 
 
 BODY_TOO_LARGE = "body_too_large"  # the record's extra mark of a 413 for the body's size
@@ -113,7 +114,8 @@ class Sidecar:
         self.clock = clock
         self.session: aiohttp.ClientSession | None = None
         self.reader = EngineReader(self.upstream + "/metrics", sink, engine=self.upstream,
-                                   interval=config.engine_poll_interval, clock=clock)
+                                   interval=config.engine_poll_interval, clock=clock,
+                                   role=config.role)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:

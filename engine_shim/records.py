@@ -144,6 +144,19 @@ class EngineSnapshot:
     generation_tokens_total: float | None = None
     engine_kind: str = UNKNOWN
     matched_names: tuple[str, ...] = ()
+    # data-parallel engines behind this server: kv_cache_usage is their mean, _max the fullest
+    engines: int = 1
+    kv_cache_usage_max: float | None = None
+    role: str = ""  # prefill | decode (P/D), "" when one pod does both
+    requests_waiting_deferred: float | None = None  # waiting on a KV transfer or LoRA budget
+    prompt_tokens_computed_total: float | None = None
+    prompt_tokens_cache_hit_total: float | None = None
+    prompt_tokens_transferred_total: float | None = None
+    kv_transfer_seconds_total: float | None = None
+    kv_transfers_total: float | None = None
+    kv_transfer_bytes_total: float | None = None
+    kv_transfer_failures_total: float | None = None
+    kv_expired_total: float | None = None
 
 
 @runtime_checkable

@@ -107,16 +107,31 @@ class PrometheusSink:
         self._set(catalog.ENGINE_UP, labels, 1.0 if snap.up else 0.0)
         if not snap.up:
             return
+        self._set(catalog.ENGINE_INFO, (*labels, snap.role, snap.engine_kind), 1.0)
+        self._set(catalog.ENGINE_DP_ENGINES, labels, float(snap.engines))
         for spec, value in ((catalog.ENGINE_KV_CACHE_USAGE, snap.kv_cache_usage),
+                            (catalog.ENGINE_KV_CACHE_USAGE_MAX, snap.kv_cache_usage_max),
                             (catalog.ENGINE_REQUESTS_RUNNING, snap.requests_running),
-                            (catalog.ENGINE_REQUESTS_WAITING, snap.requests_waiting)):
+                            (catalog.ENGINE_REQUESTS_WAITING, snap.requests_waiting),
+                            (catalog.ENGINE_REQUESTS_DEFERRED, snap.requests_waiting_deferred)):
             if value is not None:
                 self._set(spec, labels, value)
         for spec, total in ((catalog.ENGINE_PREEMPTIONS, snap.preemptions_total),
                             (catalog.ENGINE_PREFIX_CACHE_QUERIES, snap.prefix_cache_queries_total),
-                            (catalog.ENGINE_PREFIX_CACHE_HITS, snap.prefix_cache_hits_total)):
+                            (catalog.ENGINE_PREFIX_CACHE_HITS, snap.prefix_cache_hits_total),
+                            (catalog.ENGINE_KV_TRANSFER_SECONDS, snap.kv_transfer_seconds_total),
+                            (catalog.ENGINE_KV_TRANSFERS, snap.kv_transfers_total),
+                            (catalog.ENGINE_KV_TRANSFER_BYTES, snap.kv_transfer_bytes_total),
+                            (catalog.ENGINE_KV_TRANSFER_FAILURES, snap.kv_transfer_failures_total),
+                            (catalog.ENGINE_KV_EXPIRED, snap.kv_expired_total)):
             if total is not None:
                 self._mirror_counter(spec, labels, total)
+        for source, total in (("local_compute", snap.prompt_tokens_computed_total),
+                              ("local_cache_hit", snap.prompt_tokens_cache_hit_total),
+                              ("external_kv_transfer", snap.prompt_tokens_transferred_total)):
+            if total is not None:
+                self._mirror_counter(catalog.ENGINE_PROMPT_TOKENS_BY_SOURCE, (*labels, source),
+                                     total)
 
     def close(self) -> None:
         """Nothing buffered: the registry is read on each scrape."""

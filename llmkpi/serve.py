@@ -236,7 +236,7 @@ async def _poll_engine(settings: SidecarSettings, sink: RecordSink) -> None:
 
     upstream = settings.upstream.rstrip("/")
     reader = EngineReader(upstream + "/metrics", sink, engine=upstream,
-                          interval=settings.engine_poll_seconds)
+                          interval=settings.engine_poll_seconds, role=settings.role)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -259,7 +259,8 @@ def build_sidecar(settings: SidecarSettings, sink: RecordSink) -> Sidecar:
                            engine_poll_interval=settings.engine_poll_seconds,
                            trace_sample_ratio=settings.sinks.tracing.sample_ratio,
                            capture_content=settings.sinks.tracing.capture_content,
-                           max_body_bytes=settings.max_body_mib * 1024 * 1024)
+                           max_body_bytes=settings.max_body_mib * 1024 * 1024,
+                           role=settings.role)
     return Sidecar(config, sink, resolver)
 
 

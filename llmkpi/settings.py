@@ -35,6 +35,7 @@ ENV_DOC = {
     "LLMKPI_TENANT_HEADER_SECRET": "sidecar: a request carrying this in"
                                    " X-Llmkpi-Tenant-Secret has its tenant header honoured",
     "LLMKPI_FEATURE_HEADER": "sidecar: header naming the product feature (default X-Feature)",
+    "LLMKPI_ROLE": "sidecar: the engine's part in P/D disaggregation: prefill, decode (none)",
     "LLMKPI_MAX_BODY_MIB": "sidecar: largest request body relayed; a larger one gets 413 (32)",
     "LLMKPI_MAX_TENANTS": "sidecar: tenants with their own series; the rest are 'other' (20)",
     "LLMKPI_MAX_FEATURES": "sidecar: features with their own series (10)",
@@ -243,6 +244,9 @@ class SinkSettings:
 DATA_PLANES = ("python", "nginx")
 
 
+ROLES = ("", "prefill", "decode")
+
+
 @dataclass(frozen=True)
 class SidecarSettings:
     upstream: str
@@ -266,6 +270,7 @@ class SidecarSettings:
     metrics_host: str = "127.0.0.1"
     web_config: WebConfig | None = None  # TLS / basic auth of /metrics
     max_body_mib: int = 32  # a larger request body is answered 413 (and counted)
+    role: str = ""  # prefill | decode: the engine's part in P/D (llm-d.ai/role), "" for both
 
     def trust(self) -> TenantTrust:
         from engine_shim.tenancy import TenantTrust
@@ -316,7 +321,11 @@ class SidecarSettings:
             web_config=web_config(_opt_str(flags.get("web_config_file")), env),
             max_body_mib=int(str(pick("max_body_mib", env.get_int("LLMKPI_MAX_BODY_MIB", 32,
                                                                    1)))),
+            role=env.get_str("LLMKPI_ROLE", ""),
         )
+        if settings.role not in ROLES:
+            raise ValueError(f"LLMKPI_ROLE {settings.role!r} must be one of prefill, decode,"
+                             " or empty (one pod does both)")
         settings.trust()  # a bad network fails here, naming it
         if settings.data_plane not in DATA_PLANES:
             raise ValueError(f"--data-plane {settings.data_plane!r} must be one of"

@@ -146,6 +146,44 @@ ENGINE_PREFIX_CACHE_HITS = _m(
     "engine_prefix_cache_hits_tokens_total", "counter", "tokens",
     "Prompt tokens found in the engine's prefix cache.",
     ENGINE_LABELS)
+ENGINE_INFO = _m(
+    "engine_info", "gauge", "",
+    "1 for each engine: its role in prefill/decode disaggregation (prefill, decode, or empty"
+    " when one pod does both) and its kind (vllm, sglang, trtllm, tgi). Join on engine, model.",
+    (*ENGINE_LABELS, "role", "engine_kind"))
+ENGINE_DP_ENGINES = _m(
+    "engine_data_parallel_engines", "gauge", "engines",
+    "Data-parallel engines behind this server (vLLM's engine label, SGLang's dp_rank).",
+    ENGINE_LABELS)
+ENGINE_KV_CACHE_USAGE_MAX = _m(
+    "engine_kv_cache_usage_max_ratio", "gauge", "ratio",
+    "KV-cache use of the fullest data-parallel engine (0-1); the usage ratio is their mean.",
+    ENGINE_LABELS)
+ENGINE_REQUESTS_DEFERRED = _m(
+    "engine_requests_waiting_deferred", "gauge", "requests",
+    "Waiting requests deferred by a transient constraint (a KV transfer, the LoRA budget), not"
+    " by capacity: part of engine_requests_waiting.", ENGINE_LABELS)
+ENGINE_PROMPT_TOKENS_BY_SOURCE = _m(
+    "engine_prompt_tokens_by_source_total", "counter", "tokens",
+    "Prompt tokens by where their KV came from: computed here, this engine's prefix cache, or"
+    " transferred from another instance (P/D).", (*ENGINE_LABELS, "source"))
+ENGINE_KV_TRANSFER_SECONDS = _m(
+    "engine_kv_transfer_seconds_total", "counter", "seconds",
+    "Seconds spent moving KV cache between prefill and decode (NIXL, SGLang P/D).",
+    ENGINE_LABELS)
+ENGINE_KV_TRANSFERS = _m(
+    "engine_kv_transfers_total", "counter", "transfers",
+    "KV-cache transfers between prefill and decode.", ENGINE_LABELS)
+ENGINE_KV_TRANSFER_BYTES = _m(
+    "engine_kv_transfer_bytes_total", "counter", "bytes",
+    "Bytes of KV cache moved between prefill and decode.", ENGINE_LABELS)
+ENGINE_KV_TRANSFER_FAILURES = _m(
+    "engine_kv_transfer_failures_total", "counter", "transfers",
+    "KV-cache transfers that failed (handshake, transfer or notification).", ENGINE_LABELS)
+ENGINE_KV_EXPIRED = _m(
+    "engine_kv_expired_requests_total", "counter", "requests",
+    "Requests whose prefilled KV expired on the prefill side before decode fetched it.",
+    ENGINE_LABELS)
 SINK_DROPPED = _m(
     "sink_dropped_records_total", "counter", "records",
     "Records a telemetry sink dropped because its bounded queue was full.",
@@ -274,7 +312,11 @@ REQUEST_METRICS = (TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, E2E_REQUEST_LATENCY
                    CACHED_PROMPT_TOKENS)
 ENGINE_METRICS = (ENGINE_UP, ENGINE_KV_CACHE_USAGE, ENGINE_REQUESTS_RUNNING,
                   ENGINE_REQUESTS_WAITING, ENGINE_PREEMPTIONS, ENGINE_PREFIX_CACHE_QUERIES,
-                  ENGINE_PREFIX_CACHE_HITS)
+                  ENGINE_PREFIX_CACHE_HITS, ENGINE_INFO, ENGINE_DP_ENGINES,
+                  ENGINE_KV_CACHE_USAGE_MAX, ENGINE_REQUESTS_DEFERRED,
+                  ENGINE_PROMPT_TOKENS_BY_SOURCE, ENGINE_KV_TRANSFER_SECONDS,
+                  ENGINE_KV_TRANSFERS, ENGINE_KV_TRANSFER_BYTES, ENGINE_KV_TRANSFER_FAILURES,
+                  ENGINE_KV_EXPIRED)
 HEALTH_METRICS = (SINK_DROPPED, SINK_FAILED, SINK_WRITE_FAILURES, SINK_QUARANTINED,
                   JOURNAL_RECORDS, JOURNAL_FAILURES,
                   JOURNAL_QUARANTINED, JOURNAL_LAG, LABEL_OVERFLOW, TENANT_HEADER_REFUSED,

@@ -100,6 +100,27 @@ def test_engine_snapshots_mirror_counters_across_restarts(registry: CollectorReg
     assert registry.get_sample_value("llmkpi_engine_up", labels) == 0
 
 
+def test_a_disaggregated_engine_exports_its_role_transfers_and_token_sources(
+        registry: CollectorRegistry) -> None:
+    sink = PrometheusSink(registry)
+    labels = {"engine": "p0", "model": "llama"}
+    for transferred, seconds in ((100.0, 0.5), (160.0, 0.75)):  # two polls of the prefill pod
+        sink.record_snapshot(EngineSnapshot(
+            time=0.0, engine="p0", model="llama", up=True, role="prefill", engine_kind="vllm",
+            engines=2, kv_cache_usage=0.4, kv_cache_usage_max=0.6,
+            prompt_tokens_transferred_total=transferred, kv_transfer_seconds_total=seconds,
+            kv_transfer_failures_total=1.0, kv_expired_total=0.0))
+    info = {**labels, "role": "prefill", "engine_kind": "vllm"}
+    assert registry.get_sample_value("llmkpi_engine_info", info) == 1
+    assert registry.get_sample_value("llmkpi_engine_data_parallel_engines", labels) == 2
+    assert registry.get_sample_value("llmkpi_engine_kv_cache_usage_max_ratio", labels) == 0.6
+    assert registry.get_sample_value("llmkpi_engine_prompt_tokens_by_source_total",
+                                     {**labels, "source": "external_kv_transfer"}) == 160
+    assert registry.get_sample_value("llmkpi_engine_kv_transfer_seconds_total", labels) == 0.75
+    assert registry.get_sample_value("llmkpi_engine_kv_transfer_failures_total", labels) == 1
+    assert registry.get_sample_value("llmkpi_engine_kv_expired_requests_total", labels) == 0
+
+
 def test_sink_health_collector(registry: CollectorRegistry) -> None:
     registry.register(LabelledPairCollector(catalog.SINK_DROPPED, catalog.SINK_FAILED,
                                             lambda: {"prometheus": (3, 1)}))
