@@ -306,9 +306,10 @@ def run_sidecar(settings: SidecarSettings) -> None:
 
 def run_simulator(host: str, port: int, profile_name: str, seed: int,
                   plugin_metrics_port: int | None = None, *,
-                  per_request_metrics: bool = False) -> None:
+                  per_request_metrics: bool = False, data_parallel: int = 1) -> None:
     profile = get_profile(profile_name)
-    simulator = Simulator(profile, seed, per_request_metrics=per_request_metrics)
+    simulator = Simulator(profile, seed, per_request_metrics=per_request_metrics,
+                          data_parallel=data_parallel)
     sink = None
     if plugin_metrics_port is not None:
         sink = simulated_plugin(simulator, plugin_metrics_port, host)
@@ -334,7 +335,8 @@ def simulated_plugin(simulator: Simulator, port: int, host: str) -> BoundedSink:
     def on_finish(stats: Any) -> None:
         sink.record(record_from_finished(stats, finished_at=time.time(), model=model, pod=""))
 
-    simulator.engine.on_finish = on_finish
+    for engine in simulator.engines:  # vLLM calls the plugin of every data-parallel engine
+        engine.on_finish = on_finish
     exporter.serve(port, host)
     log.info("simulated plugin metrics on http://%s:%d/metrics", host, port)
     return sink

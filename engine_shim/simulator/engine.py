@@ -69,12 +69,13 @@ class Sequence:
 
 
 class Engine:
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, index: int = 0) -> None:
         self.profile = profile
+        self.index = index  # its data-parallel rank: vLLM's `engine` label
         self.free_blocks = profile.num_blocks
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
-        self.metrics = EngineMetrics(profile.model)
+        self.metrics = EngineMetrics(profile.model, index)
         self._prefix_cache: OrderedDict[int, None] = OrderedDict()
         self._wake = asyncio.Event()
         self.steps = 0

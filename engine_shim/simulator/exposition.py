@@ -87,8 +87,8 @@ VLLM_LATENCY = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 
 class EngineMetrics:
     """The simulator's /metrics, in vLLM v1's names, types and labels."""
 
-    def __init__(self, model: str) -> None:
-        self.base = [("engine", "0"), ("model_name", model)]
+    def __init__(self, model: str, engine_index: int = 0) -> None:
+        self.base = [("engine", str(engine_index)), ("model_name", model)]
         self.running = Scalar("vllm:num_requests_running", "gauge",
                               "Number of requests in model execution batches.")
         self.waiting = Scalar("vllm:num_requests_waiting", "gauge",
@@ -129,3 +129,16 @@ class EngineMetrics:
             if isinstance(family, Scalar | Hist):
                 lines += family.render(self.base)
         return "\n".join(lines) + "\n"
+
+
+def render_engines(engines: list[EngineMetrics]) -> str:
+    """Several data-parallel engines on one /metrics, as vLLM serves them: each family's
+    HELP and TYPE once, then its series for every engine (a family must not repeat)."""
+    lines: list[str] = []
+    for name, family in vars(engines[0]).items():
+        if not isinstance(family, Scalar | Hist):
+            continue
+        for index, metrics in enumerate(engines):
+            rendered = getattr(metrics, name).render(metrics.base)
+            lines += rendered if index == 0 else rendered[2:]  # [2:]: past HELP and TYPE
+    return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from engine_shim.simulator.engine import Engine, Sequence, prefix_block_hashes
+from engine_shim.simulator.exposition import render_engines
 from engine_shim.simulator.profiles import Profile, get_profile
 from engine_shim.simulator.text import WordSource, count_prompt_tokens, prompt_token_strings
 
@@ -39,8 +40,13 @@ class Simulator:
     """Request handling around one Engine; `seed` makes output lengths and words repeatable."""
 
     def __init__(self, profile: Profile, seed: int = 0, *,
-                 per_request_metrics: bool = False) -> None:
-        self.engine = Engine(profile)
+                 per_request_metrics: bool = False, data_parallel: int = 1) -> None:
+        if data_parallel < 1:
+            raise ValueError(f"--data-parallel {data_parallel}: at least 1 engine")
+        # vLLM's --data-parallel-size: engines of one model behind one server, each request
+        # to the least loaded, each exporting its series under its own `engine` label
+        self.engines = [Engine(profile, index) for index in range(data_parallel)]
+        self.engine = self.engines[0]
         self.per_request_metrics = per_request_metrics  # as vLLM's --enable-per-request-metrics
         self.served_model = profile.model
         self.seed = seed
@@ -58,7 +64,7 @@ class Simulator:
         return web.Response(status=200)
 
     async def metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(text=self.engine.metrics.render(),
+        return web.Response(text=render_engines([e.metrics for e in self.engines]),
                             content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
 
@@ -68,7 +74,8 @@ class Simulator:
             profile = get_profile(str(body["profile"]))
         except (ValueError, KeyError, TypeError) as exc:
             return _error(BadRequestError(f"body must be {{\"profile\": NAME}}: {exc}"))
-        self.engine.set_profile(profile)
+        for engine in self.engines:
+            engine.set_profile(profile)
         log.info("simulator profile switched to %s", profile.name)
         return web.json_response({"profile": profile.name})
 
@@ -91,14 +98,15 @@ class Simulator:
         prefix = "chatcmpl" if chat else "cmpl"
         meta = {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()),
                 "model": self.served_model}
-        self.engine.submit(seq)
+        engine = min(self.engines, key=lambda e: len(e.running) + len(e.waiting))
+        engine.submit(seq)
         try:
             if stream:
                 return await self._stream(request, seq, words, meta, chat, include_usage)
             return await self._whole(seq, words, meta, chat)
         finally:
             if not seq.finished:
-                self.engine.abort(seq)
+                engine.abort(seq)
 
     async def _parse(self, request: web.Request, chat: bool) -> dict[str, Any]:
         try:
@@ -233,9 +241,10 @@ def build_app(simulator: Simulator) -> web.Application:
     app.router.add_post("/admin/profile", simulator.set_profile)
 
     async def engine_task(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(app[ENGINE_KEY].run())
+        tasks = [asyncio.create_task(engine.run()) for engine in simulator.engines]
         yield
-        task.cancel()
+        for task in tasks:
+            task.cancel()
 
     app.cleanup_ctx.append(engine_task)
     return app

@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="h100-llama3-8b")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list-profiles", action="store_true", help="print profiles and exit")
+    parser.add_argument("--data-parallel", type=int, default=1, metavar="N",
+                        help="N engines behind one server, as vLLM's --data-parallel-size: each"
+                        " request to the least loaded, series per `engine` label")
     parser.add_argument("--per-request-metrics", action="store_true",
                         help="return each request's engine timings in the response, as vLLM's"
                         " --enable-per-request-metrics does (the sidecar records them)")
@@ -29,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{profile.name}: {profile.doc}\n")
         return 0
     run_simulator(args.host, args.port, args.profile, args.seed, args.plugin_metrics_port,
-                  per_request_metrics=args.per_request_metrics)
+                  per_request_metrics=args.per_request_metrics,
+                  data_parallel=args.data_parallel)
     return 0

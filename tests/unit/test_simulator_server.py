@@ -100,3 +100,35 @@ def test_models_health_metrics_and_profile_switch() -> None:
         assert resp.status == 400 and "unknown simulator profile" in await resp.text()
 
     with_client(body)
+
+
+def test_data_parallel_engines_share_the_load_and_each_reports_under_its_label() -> None:
+    """--data-parallel 2: four concurrent requests go to the least loaded engine, so two
+    each; /metrics names each family once, with a series per engine; promtool accepts it."""
+    import shutil
+    import subprocess
+
+    from engine_shim.engine_metrics import parse_exposition, snapshots_from_text
+
+    async def main() -> str:
+        app = build_app(Simulator(ZERO_DELAY, seed=3, data_parallel=2))
+        async with TestClient(TestServer(app)) as client:
+            requests = [client.post("/v1/chat/completions", json={
+                **CHAT, "max_tokens": 5, "ignore_eos": True}) for _ in range(4)]
+            for resp in await asyncio.gather(*requests):
+                assert resp.status == 200
+                await resp.read()
+            return str(await (await client.get("/metrics")).text())
+
+    text = asyncio.run(main())
+    success = {labels["engine"]: value for name, labels, value in parse_exposition(text)
+               if name == "vllm:request_success_total"}
+    assert success == {"0": 2.0, "1": 2.0}
+    assert text.count("# TYPE vllm:num_requests_running gauge") == 1
+    (snap,) = snapshots_from_text(text, "sim", 0.0)
+    assert snap.engines == 2 and snap.generation_tokens_total == 20  # 4 requests x 5 tokens
+    promtool = shutil.which("promtool")
+    if promtool is not None:  # make test installs it; the check is what Prometheus parses
+        done = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                              capture_output=True, check=False)
+        assert "error" not in (done.stdout + done.stderr).lower(), done.stdout + done.stderr
