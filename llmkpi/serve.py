@@ -25,7 +25,7 @@ from engine_shim.nginx_plane import missing as nginx_missing
 from engine_shim.proxy import Sidecar, SidecarConfig
 from engine_shim.records import RecordSink
 from engine_shim.simulator.profiles import get_profile
-from engine_shim.simulator.server import Simulator, build_app
+from engine_shim.simulator.server import Disaggregation, Simulator, build_app
 from engine_shim.tailer import JournalConsumer, Tailer, VolatileConsumer
 from engine_shim.tenancy import TenantResolver, load_alias_file
 from exporters.jsonl import JsonLinesSink
@@ -306,10 +306,11 @@ def run_sidecar(settings: SidecarSettings) -> None:
 
 def run_simulator(host: str, port: int, profile_name: str, seed: int,
                   plugin_metrics_port: int | None = None, *,
-                  per_request_metrics: bool = False, data_parallel: int = 1) -> None:
+                  per_request_metrics: bool = False, data_parallel: int = 1,
+                  disaggregation: Disaggregation | None = None) -> None:
     profile = get_profile(profile_name)
     simulator = Simulator(profile, seed, per_request_metrics=per_request_metrics,
-                          data_parallel=data_parallel)
+                          data_parallel=data_parallel, disaggregation=disaggregation)
     sink = None
     if plugin_metrics_port is not None:
         sink = simulated_plugin(simulator, plugin_metrics_port, host)

@@ -49,6 +49,7 @@ class Sequence:
     finish_reason: str
     arrival: float
     prefix_hashes: tuple[int, ...] = ()
+    external_tokens: int = 0  # prompt KV that arrived from a prefill engine (P/D)
     cached_tokens: int = 0
     computed: int = 0
     generated: int = 0
@@ -69,13 +70,15 @@ class Sequence:
 
 
 class Engine:
-    def __init__(self, profile: Profile, index: int = 0) -> None:
+    def __init__(self, profile: Profile, index: int = 0, role: str = "") -> None:
         self.profile = profile
         self.index = index  # its data-parallel rank: vLLM's `engine` label
+        self.role = role  # prefill | decode in P/D disaggregation, "" for both
+        self.deferred = 0  # requests here waiting for their KV to arrive (reason=deferred)
         self.free_blocks = profile.num_blocks
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
-        self.metrics = EngineMetrics(profile.model, index)
+        self.metrics = EngineMetrics(profile.model, index, role)
         self._prefix_cache: OrderedDict[int, None] = OrderedDict()
         self._wake = asyncio.Event()
         self.steps = 0
@@ -260,6 +263,13 @@ class Engine:
 
     def _lookup_prefix(self, seq: Sequence) -> None:
         seq.prefix_checked = True
+        by_source = self.metrics.prompt_by_source
+        if seq.external_tokens:  # P/D: the prompt's KV came from the prefill engine
+            seq.cached_tokens = min(seq.external_tokens, max(seq.prompt_tokens - 1, 0))
+            seq.computed = seq.cached_tokens
+            by_source.add(seq.cached_tokens, "external_kv_transfer")
+            by_source.add(seq.prompt_tokens - seq.cached_tokens, "local_compute")
+            return
         hits = 0
         for block_hash in seq.prefix_hashes:
             if block_hash not in self._prefix_cache:
@@ -271,6 +281,8 @@ class Engine:
         seq.computed = seq.cached_tokens
         self.metrics.prefix_queries.add(seq.prompt_tokens)
         self.metrics.prefix_hits.add(seq.cached_tokens)
+        by_source.add(seq.cached_tokens, "local_cache_hit")
+        by_source.add(seq.prompt_tokens - seq.cached_tokens, "local_compute")
 
     def _remember_prefix(self, seq: Sequence) -> None:
         cache = self._prefix_cache
@@ -283,7 +295,9 @@ class Engine:
     def _update_gauges(self) -> None:
         m = self.metrics
         m.running.set(len(self.running))
-        m.waiting.set(len(self.waiting))
+        m.waiting.set(len(self.waiting) + self.deferred)  # vLLM's count includes deferred
+        m.waiting_by_reason.set(len(self.waiting), "capacity")
+        m.waiting_by_reason.set(self.deferred, "deferred")
         m.kv_usage.set(1.0 - self.free_blocks / self.profile.num_blocks)
 
 

@@ -84,15 +84,23 @@ VLLM_LATENCY = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 
                 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
 
 
+# vLLM's NIXL connector buckets (distributed/kv_transfer/kv_connector/v1/nixl/stats.py)
+NIXL_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 5.0)
+NIXL_BYTES = tuple(float(2 ** (10 + i)) for i in range(1, 25, 2))
+
+
 class EngineMetrics:
     """The simulator's /metrics, in vLLM v1's names, types and labels."""
 
-    def __init__(self, model: str, engine_index: int = 0) -> None:
+    def __init__(self, model: str, engine_index: int = 0, role: str = "") -> None:
         self.base = [("engine", str(engine_index)), ("model_name", model)]
         self.running = Scalar("vllm:num_requests_running", "gauge",
                               "Number of requests in model execution batches.")
         self.waiting = Scalar("vllm:num_requests_waiting", "gauge",
                               "Number of requests waiting to be processed.")
+        self.waiting_by_reason = Scalar(
+            "vllm:num_requests_waiting_by_reason", "gauge", "Number of waiting requests by"
+            " reason: capacity, or deferred (a KV transfer, the LoRA budget).", label="reason")
         self.kv_usage = Scalar("vllm:kv_cache_usage_perc", "gauge",
                                "KV-cache usage. 1 means 100 percent usage.")
         self.preemptions = Scalar("vllm:num_preemptions_total", "counter",
@@ -101,6 +109,10 @@ class EngineMetrics:
                                     "Number of prefill tokens processed.")
         self.generation_tokens = Scalar("vllm:generation_tokens_total", "counter",
                                         "Number of generation tokens processed.")
+        self.prompt_by_source = Scalar("vllm:prompt_tokens_by_source_total", "counter",
+                                       "Number of prompt tokens by source.", label="source")
+        for source in ("local_compute", "local_cache_hit", "external_kv_transfer"):
+            self.prompt_by_source.add(0.0, source)
         self.prefix_queries = Scalar("vllm:prefix_cache_queries_total", "counter",
                                      "Prefix cache queries, in terms of number of queried tokens.")
         self.prefix_hits = Scalar("vllm:prefix_cache_hits_total", "counter",
@@ -122,6 +134,17 @@ class EngineMetrics:
         self.inference = Hist("vllm:request_inference_time_seconds",
                               "Histogram of time spent in RUNNING phase for request.",
                               VLLM_LATENCY)
+
+        if role == "decode":  # the NIXL connector's worker reads the KV: the decode side
+            self.nixl_xfer = Hist("vllm:nixl_xfer_time_seconds", "Histogram of transfer"
+                                  " duration for NIXL KV Cache transfers.", NIXL_SECONDS)
+            self.nixl_bytes = Hist("vllm:nixl_bytes_transferred", "Histogram of bytes"
+                                   " transferred per NIXL KV Cache transfers.", NIXL_BYTES)
+            self.nixl_failed = Scalar("vllm:nixl_num_failed_transfers_total", "counter",
+                                      "Number of failed NIXL KV Cache transfers.")
+        if role == "prefill":  # a lease expires where the KV waits: the prefill side
+            self.nixl_expired = Scalar("vllm:nixl_num_kv_expired_reqs_total", "counter",
+                                       "Number of requests that had their KV expire.")
 
     def render(self) -> str:
         lines: list[str] = []

@@ -10,6 +10,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -36,16 +37,40 @@ def _error(exc: BadRequestError) -> web.Response:
     return web.json_response(body, status=exc.status)
 
 
+@dataclass(frozen=True)
+class Disaggregation:
+    """Prefill and decode on separate engines (llm-d, Dynamo), the KV cache moved between
+    them: a request is prefilled on a prefill engine (one token, as llm-d's routing sidecar
+    asks), its KV crosses at `bandwidth_gb_s` (Llama-3-8B in BF16 holds 128 KiB of KV per
+    token: 32 layers x 8 KV heads x 128 x K and V x 2 bytes), the decode engine waits for it
+    (reason=deferred) and then generates. Every `fail_every`-th transfer fails: the decode
+    engine prefills itself (vLLM's recompute policy) and the prefill side's lease expires."""
+
+    prefill_engines: int = 1
+    bandwidth_gb_s: float = 25.0
+    kv_bytes_per_token: int = 131_072
+    fail_every: int = 0
+
+    def seconds(self, tokens: int) -> float:
+        return tokens * self.kv_bytes_per_token / (self.bandwidth_gb_s * 1e9)
+
+
 class Simulator:
     """Request handling around one Engine; `seed` makes output lengths and words repeatable."""
 
     def __init__(self, profile: Profile, seed: int = 0, *,
-                 per_request_metrics: bool = False, data_parallel: int = 1) -> None:
+                 per_request_metrics: bool = False, data_parallel: int = 1,
+                 disaggregation: Disaggregation | None = None) -> None:
         if data_parallel < 1:
             raise ValueError(f"--data-parallel {data_parallel}: at least 1 engine")
         # vLLM's --data-parallel-size: engines of one model behind one server, each request
         # to the least loaded, each exporting its series under its own `engine` label
-        self.engines = [Engine(profile, index) for index in range(data_parallel)]
+        self.pd = disaggregation
+        role = "decode" if disaggregation else ""
+        self.engines = [Engine(profile, index, role) for index in range(data_parallel)]
+        self.prefill_engines = [Engine(profile, index, "prefill") for index in
+                                range(disaggregation.prefill_engines if disaggregation else 0)]
+        self.transfers = 0
         self.engine = self.engines[0]
         self.per_request_metrics = per_request_metrics  # as vLLM's --enable-per-request-metrics
         self.served_model = profile.model
@@ -67,6 +92,13 @@ class Simulator:
         return web.Response(text=render_engines([e.metrics for e in self.engines]),
                             content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
+
+    async def prefill_metrics(self, _request: web.Request) -> web.Response:
+        """The prefill pod's /metrics (P/D mode): scraped as its own target."""
+        if not self.prefill_engines:
+            return web.Response(status=404, text="not in P/D mode (--pd)")
+        return web.Response(text=render_engines([e.metrics for e in self.prefill_engines]),
+                            content_type="text/plain", charset="utf-8")
 
     async def set_profile(self, request: web.Request) -> web.Response:
         try:
@@ -98,7 +130,9 @@ class Simulator:
         prefix = "chatcmpl" if chat else "cmpl"
         meta = {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()),
                 "model": self.served_model}
-        engine = min(self.engines, key=lambda e: len(e.running) + len(e.waiting))
+        engine = _least_loaded(self.engines)
+        if self.pd is not None:
+            await self._prefill_elsewhere(seq, engine, self.pd)
         engine.submit(seq)
         try:
             if stream:
@@ -107,6 +141,38 @@ class Simulator:
         finally:
             if not seq.finished:
                 engine.abort(seq)
+
+    async def _prefill_elsewhere(self, seq: Sequence, decode: Engine,
+                                 pd: Disaggregation) -> None:
+        """Prefill on a prefill engine, then move the KV to `decode` (see Disaggregation)."""
+        prefill = _least_loaded(self.prefill_engines)
+        remote = Sequence(request_id=seq.request_id + "-prefill", prompt_tokens=seq.prompt_tokens,
+                          output_limit=1, finish_reason="length", arrival=seq.arrival,
+                          prefix_hashes=seq.prefix_hashes)
+        prefill.submit(remote)
+        try:
+            async for _ in self._tokens(remote):
+                pass
+        finally:
+            if not remote.finished:
+                prefill.abort(remote)
+        self.transfers += 1
+        failed = pd.fail_every > 0 and self.transfers % pd.fail_every == 0
+        seconds = pd.seconds(seq.prompt_tokens)
+        seq.arrival = asyncio.get_running_loop().time()  # the decode engine has it from now
+        decode.deferred += 1  # waiting on its KV, as vLLM's reason="deferred" counts it
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            decode.deferred -= 1
+        metrics = decode.metrics
+        if failed:
+            metrics.nixl_failed.add()
+            prefill.metrics.nixl_expired.add()  # the KV it holds is never fetched
+        else:
+            metrics.nixl_xfer.observe(seconds)
+            metrics.nixl_bytes.observe(float(seq.prompt_tokens * pd.kv_bytes_per_token))
+            seq.external_tokens = seq.prompt_tokens
 
     async def _parse(self, request: web.Request, chat: bool) -> dict[str, Any]:
         try:
@@ -226,6 +292,10 @@ class Simulator:
                                   "usage": self._usage(seq), **self._timings(seq)})
 
 
+def _least_loaded(engines: list[Engine]) -> Engine:
+    return min(engines, key=lambda e: len(e.running) + len(e.waiting) + e.deferred)
+
+
 def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
@@ -236,12 +306,14 @@ def build_app(simulator: Simulator) -> web.Application:
     app.router.add_get("/v1/models", simulator.models)
     app.router.add_get("/health", simulator.health)
     app.router.add_get("/metrics", simulator.metrics)
+    app.router.add_get("/prefill/metrics", simulator.prefill_metrics)
     app.router.add_post("/v1/completions", simulator.completions)
     app.router.add_post("/v1/chat/completions", simulator.chat_completions)
     app.router.add_post("/admin/profile", simulator.set_profile)
 
     async def engine_task(app: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(engine.run()) for engine in simulator.engines]
+        tasks = [asyncio.create_task(engine.run())
+                 for engine in (*simulator.engines, *simulator.prefill_engines)]
         yield
         for task in tasks:
             task.cancel()

@@ -3,6 +3,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from engine_shim.simulator.profiles import ZERO_DELAY
@@ -132,3 +133,43 @@ def test_data_parallel_engines_share_the_load_and_each_reports_under_its_label()
         done = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
                               capture_output=True, check=False)
         assert "error" not in (done.stdout + done.stderr).lower(), done.stdout + done.stderr
+
+
+def test_prefill_decode_disaggregation_moves_the_kv_and_says_so_on_both_sides() -> None:
+    """--pd 1 at 1 GB/s, every 3rd transfer failing: three requests of P prompt tokens are
+    prefilled on the prefill engine; two transfers cross (P x 128 KiB each) and the decode
+    engine takes their prompt KV as external; the third fails, is recomputed on the decode
+    engine, and the prefill side counts the expired lease."""
+    from engine_shim.engine_metrics import parse_exposition, snapshots_from_text
+    from engine_shim.simulator.server import Disaggregation
+
+    pd = Disaggregation(prefill_engines=1, bandwidth_gb_s=1.0, fail_every=3)
+
+    async def main() -> tuple[str, str, int]:
+        simulator = Simulator(ZERO_DELAY, seed=3, disaggregation=pd)
+        async with TestClient(TestServer(build_app(simulator))) as client:
+            for _ in range(3):
+                resp = await client.post("/v1/chat/completions",
+                                         json={**CHAT, "max_tokens": 4, "ignore_eos": True})
+                assert resp.status == 200
+                await resp.read()
+            decode = await (await client.get("/metrics")).text()
+            prefill = await (await client.get("/prefill/metrics")).text()
+            return str(decode), str(prefill), simulator.engine.metrics.prompt_tokens.values[""]
+
+    decode, prefill, _ = asyncio.run(main())
+    prompt = count_prompt_tokens(CHAT)
+    (d,) = snapshots_from_text(decode, "decode", 0.0, role="decode")
+    (p,) = snapshots_from_text(prefill, "prefill", 0.0, role="prefill")
+    assert d.kv_transfers_total == 2 and d.kv_transfer_failures_total == 1
+    assert d.kv_transfer_bytes_total == 2 * prompt * 131_072
+    # two transfers of prompt x 128 KiB at 1 GB/s
+    assert d.kv_transfer_seconds_total == pytest.approx(2 * prompt * 131_072 / 1e9)
+    # the decode engine computed one token of each transferred prompt, all of the failed one
+    assert d.prompt_tokens_transferred_total == 2 * (prompt - 1)
+    assert d.prompt_tokens_computed_total == 2 + prompt
+    assert p.kv_expired_total == 1 and p.prompt_tokens_computed_total == 3 * prompt
+    assert p.generation_tokens_total == 3  # one token per prefill, as llm-d asks
+    assert d.generation_tokens_total == 12  # 3 requests x 4 tokens
+    names = {name for name, _, _ in parse_exposition(decode)}
+    assert "vllm:nixl_num_kv_expired_reqs_total" not in names  # a prefill-side counter
