@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from engine_shim.simulator.engine import Engine, Sequence, prefix_block_hashes
+from engine_shim.simulator.epp import EndpointPicker
 from engine_shim.simulator.exposition import render_engines
 from engine_shim.simulator.profiles import Profile, get_profile
 from engine_shim.simulator.text import WordSource, count_prompt_tokens, prompt_token_strings
@@ -72,6 +73,7 @@ class Simulator:
                                 range(disaggregation.prefill_engines if disaggregation else 0)]
         self.transfers = 0
         self.engine = self.engines[0]
+        self.picker = EndpointPicker(profile.model)  # the gateway in front, as a stand-in
         self.per_request_metrics = per_request_metrics  # as vLLM's --enable-per-request-metrics
         self.served_model = profile.model
         self.seed = seed
@@ -92,6 +94,12 @@ class Simulator:
         return web.Response(text=render_engines([e.metrics for e in self.engines]),
                             content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
+
+    async def epp_metrics(self, request: web.Request) -> web.Response:
+        """The endpoint picker's /metrics (llm-d's names; `?generation=gie`: GIE's)."""
+        text = self.picker.render(self.engines, self.prefill_engines,
+                                  request.query.get("generation", "llm-d"))
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def prefill_metrics(self, _request: web.Request) -> web.Response:
         """The prefill pod's /metrics (P/D mode): scraped as its own target."""
@@ -131,6 +139,7 @@ class Simulator:
         meta = {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()),
                 "model": self.served_model}
         engine = _least_loaded(self.engines)
+        self.picker.routed(self.pd is not None)
         if self.pd is not None:
             await self._prefill_elsewhere(seq, engine, self.pd)
         engine.submit(seq)
@@ -307,6 +316,7 @@ def build_app(simulator: Simulator) -> web.Application:
     app.router.add_get("/health", simulator.health)
     app.router.add_get("/metrics", simulator.metrics)
     app.router.add_get("/prefill/metrics", simulator.prefill_metrics)
+    app.router.add_get("/epp/metrics", simulator.epp_metrics)
     app.router.add_post("/v1/completions", simulator.completions)
     app.router.add_post("/v1/chat/completions", simulator.chat_completions)
     app.router.add_post("/admin/profile", simulator.set_profile)

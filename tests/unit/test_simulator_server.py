@@ -173,3 +173,51 @@ def test_prefill_decode_disaggregation_moves_the_kv_and_says_so_on_both_sides() 
     assert d.generation_tokens_total == 12  # 3 requests x 4 tokens
     names = {name for name, _, _ in parse_exposition(decode)}
     assert "vllm:nixl_num_kv_expired_reqs_total" not in names  # a prefill-side counter
+
+
+@pytest.mark.parametrize("generation", ["llm-d", "gie"])
+def test_the_endpoint_picker_stand_in_speaks_both_generations(generation: str) -> None:
+    """/epp/metrics: llm-d's llm_d_epp_* names, or with ?generation=gie the older GIE ones,
+    each a name specs/gateway.py lists; three P/D requests are three prefill-decode
+    decisions; promtool parses the text."""
+    import shutil
+    import subprocess
+
+    from engine_shim.engine_metrics import parse_exposition
+    from engine_shim.simulator.server import Disaggregation
+    from specs.gateway import GATEWAY_SERIES
+
+    async def main() -> str:
+        simulator = Simulator(ZERO_DELAY, seed=3, disaggregation=Disaggregation())
+        async with TestClient(TestServer(build_app(simulator))) as client:
+            for _ in range(3):
+                resp = await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 2})
+                await resp.read()
+            return str(await (await client.get(f"/epp/metrics?generation={generation}")).text())
+
+    text = asyncio.run(main())
+    samples = list(parse_exposition(text))
+    index = 0 if generation == "llm-d" else 1
+    for field, series in GATEWAY_SERIES.items():
+        expected = series.names[min(index, len(series.names) - 1)]
+        assert any(name == expected for name, _, _ in samples), (field, expected)
+    decisions = {labels["decision_type"]: value for name, labels, value in samples
+                 if name.endswith("disagg_decision_total")}
+    assert decisions == {"decode-only": 0, "prefill-decode": 3}
+    stages = {labels["stage"] for name, labels, _ in samples if "saturation" in name}
+    assert stages == {"prefill", "decode", "effective"}
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        done = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                              capture_output=True, check=False)
+        assert "error" not in (done.stdout + done.stderr).lower(), done.stdout + done.stderr
+
+
+def test_either_reads_whichever_generation_is_there() -> None:
+    from specs.gateway import either
+
+    assert either("ready_endpoints") == \
+        "(llm_d_epp_ready_endpoints or inference_pool_ready_pods)"
+    assert either("disagg_decisions", "rate({}[5m])") == (
+        "(rate(llm_d_epp_disagg_decision_total[5m])"
+        " or rate(llm_d_inference_scheduler_disagg_decision_total[5m]))")
