@@ -13,7 +13,8 @@ Parsed once into frozen dataclasses; a mistake stops with the file, line and key
         period: 30d                     # d, h or m; the burn-rate windows scale with it
         models:                         # per model: objective, period, threshold_seconds
           llama-3-70b: {objective: 0.95, threshold_seconds: 1.0}
-    serving: {kv_cache_usage_max: 0.9, error_ratio_max: 0.05, e2e_tail_ratio_max: 10}
+    serving: {kv_cache_usage_max: 0.9, error_ratio_max: 0.05, e2e_tail_ratio_max: 10,
+              kv_transfer_failure_ratio_max: 0.01, stage_saturation_max: 1.0}
     cost:
       budget_per_million_tokens: 0.5    # dollars, blended; per model below
       models: {llama-3-70b: 2.0}
@@ -45,6 +46,8 @@ class Serving:
     kv_cache_usage_max: float = 0.9
     error_ratio_max: float = 0.05
     e2e_tail_ratio_max: float = 10.0
+    kv_transfer_failure_ratio_max: float = 0.01  # P/D: failed / attempted KV transfers
+    stage_saturation_max: float = 1.0  # the gateway's dispatch set point per stage
 
 
 @dataclass(frozen=True)

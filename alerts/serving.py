@@ -1,11 +1,13 @@
 """Serving alerts: a full KV cache, a growing queue, a long latency tail, errors, the
-sidecar or engine readings going missing, and telemetry losing or holding back records."""
+sidecar or engine readings going missing, telemetry losing or holding back records, and
+across prefill and decode: failing KV transfers, expired KV leases, a saturated stage."""
 
 from __future__ import annotations
 
 from alerts import rules as r
 from alerts.config import AlertConfig
 from specs import catalog as c
+from specs.gateway import either
 
 
 def _e2e_quantile(q: float) -> str:
@@ -16,6 +18,8 @@ def _e2e_quantile(q: float) -> str:
 def alerts(config: AlertConfig) -> list[r.Alert]:
     s, job, url = config.serving, config.sidecar_job, config.runbook_url
     requests = c.REQUESTS.name
+    # the endpoint picker's own series, either generation; prefill and decode, not effective
+    saturation = either("pool_saturation", '{}{{stage=~"prefill|decode"}}')
     return [
         r.Alert("LlmkpiKVCacheNearlyFull",
                 f"max by (pod, engine, model) ({c.ENGINE_KV_CACHE_USAGE.name})"
@@ -78,6 +82,32 @@ def alerts(config: AlertConfig) -> list[r.Alert]:
                 " minutes: the records wait (in the journal, or in memory up to a bound) and"
                 " the ledger falls behind.", f"{url}#llmkpitelemetrystorefailing",
                 for_="10m"),
+        r.Alert("LlmkpiKvTransfersFailing",
+                f"sum by (pod, model) (rate({c.ENGINE_KV_TRANSFER_FAILURES.name}[10m]))"
+                f" / (sum by (pod, model) (rate({c.ENGINE_KV_TRANSFER_FAILURES.name}[10m]))"
+                f" + sum by (pod, model) (rate({c.ENGINE_KV_TRANSFERS.name}[10m])) > 0)"
+                f" > {r.number(s.kv_transfer_failure_ratio_max)}", "ticket",
+                "KV transfers into {{ $labels.pod }} ({{ $labels.model }}) failing",
+                "{{ $value | humanizePercentage }} of KV-cache transfers from prefill failed"
+                " over 10 minutes, for 10 minutes: each failed request is prefilled again on"
+                " the decode pod (or fails), so TTFT and GPU cost rise.",
+                f"{url}#llmkpikvtransfersfailing", for_="10m"),
+        r.Alert("LlmkpiKvLeasesExpiring",
+                f"sum by (pod, model) (increase({c.ENGINE_KV_EXPIRED.name}[10m])) > 0",
+                "ticket", "Prefilled KV expires unused on {{ $labels.pod }}"
+                " ({{ $labels.model }})",
+                "{{ $value }} requests in 10 minutes had their prefilled KV expire on the"
+                " prefill pod before the decode pod fetched it: prefill work thrown away.",
+                f"{url}#llmkpikvleasesexpiring", for_="10m"),
+        r.Alert("LlmkpiStageSaturated",
+                f"max by (inference_pool, stage) {saturation}"
+                f" > {r.number(s.stage_saturation_max)}", "ticket",
+                "The {{ $labels.stage }} stage of pool {{ $labels.inference_pool }} is"
+                " saturated", "The gateway reads the {{ $labels.stage }} stage at"
+                " {{ $value | printf \"%.2f\" }} of its set point for 10 minutes: it holds"
+                " requests back (or, without flow control, queues grow on the pods). Add"
+                " capacity to that role, or rebalance prefill and decode pods.",
+                f"{url}#llmkpistagesaturated", for_="10m"),
         r.Alert("LlmkpiEngineMetricsMissing",
                 f"{c.ENGINE_UP.name} == 0 or (up{{job=\"{job}\"}} == 1 unless on (instance)"
                 f" {c.ENGINE_UP.name})", "ticket",

@@ -7,14 +7,15 @@ from pathlib import Path
 
 from grafanalib import core as g
 
-from dashboards import cost, executive, panels, serving, slo
+from dashboards import cost, disaggregated, executive, panels, serving, slo
 from kpi_mapping.mappings import Bands
 
 GENERATED_DIR = Path(__file__).resolve().parent / "generated"
 
 
 def dashboards(bands: Mapping[int, Bands | None] | None = None) -> list[g.Dashboard]:
-    return [serving.build(), cost.build(), executive.build(bands), slo.build()]
+    return [serving.build(), disaggregated.build(), cost.build(), executive.build(bands),
+            slo.build()]
 
 
 def render_all(bands: Mapping[int, Bands | None] | None = None) -> dict[str, str]:

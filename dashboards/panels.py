@@ -162,7 +162,7 @@ class Layout:
         self.x, self.line_height = 0, 0
 
 
-# Links between the four dashboards (by their shared tag), keeping the time range and the
+# Links between the dashboards (by their shared tag), keeping the time range and the
 # variables a person chose.
 LINKS = [g.DashboardLink(asDropdown=True, includeVars=True, keepTime=True, tags=["llmkpi"],
                          title="llmkpi dashboards", type="dashboards", icon="external link",

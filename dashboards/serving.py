@@ -59,8 +59,8 @@ def build() -> g.Dashboard:
     lay.add(p.timeseries("End-to-end latency", _quantiles(c.E2E_REQUEST_LATENCY), "s",
                          c.E2E_REQUEST_LATENCY.help))
     lay.add(p.timeseries("Queue time", _quantiles(c.REQUEST_QUEUE_TIME), "s",
-                         f"{c.REQUEST_QUEUE_TIME.help} A sidecar cannot see it: empty where"
-                         " only sidecars run."))
+                         f"{c.REQUEST_QUEUE_TIME.help} Empty where only sidecars run and the"
+                         " engine returns no per-request metrics."))
     lay.add(p.heatmap("Time to first token, every request", _buckets(c.TIME_TO_FIRST_TOKEN),
                       "s", "Requests per TTFT bucket over time; the dots are exemplars (a"
                       " request's trace id)."))

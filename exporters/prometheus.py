@@ -90,6 +90,8 @@ class PrometheusSink:
                             catalog.INTER_TOKEN_LATENCY.name)
         if record.queue_time is not None:
             self._observe(catalog.REQUEST_QUEUE_TIME, labels, [record.queue_time], None)
+        if record.prefill_time is not None:
+            self._observe(catalog.REQUEST_PREFILL_TIME, labels, [record.prefill_time], None)
         if record.extra and (TENANT_REFUSED, "1") in record.extra:
             self._refused.inc()  # type: ignore[union-attr]
         for spec, value in ((catalog.PROMPT_TOKENS, record.prompt_tokens),

@@ -100,8 +100,15 @@ E2E_REQUEST_LATENCY = _m(
     (*REQUEST_LABELS, "outcome"), E2E_BUCKETS)
 REQUEST_QUEUE_TIME = _m(
     "request_queue_time_seconds", "histogram", "seconds",
-    "Seconds a request waited in the engine's queue (known to the in-process plugin).",
+    "Seconds a request waited in the engine's queue (known to the in-process plugin, and to"
+    " the sidecar where the engine returns per-request metrics).",
     REQUEST_LABELS, QUEUE_BUCKETS)
+REQUEST_PREFILL_TIME = _m(
+    "request_prefill_time_seconds", "histogram", "seconds",
+    "Seconds from the engine scheduling a request to its first token: the prefill (with P/D"
+    " also the remote prefill and the KV transfer). Known to the plugin, and to the sidecar"
+    " where the engine returns per-request metrics; TTFT minus queue and prefill is the"
+    " network and the sidecar.", REQUEST_LABELS, TTFT_BUCKETS)
 REQUESTS = _m(
     "requests_total", "counter", "requests",
     "Inference requests finished, by outcome (ok, error, cancelled, rejected) and HTTP status"
@@ -308,7 +315,8 @@ KPI_REFRESH_FAILURES = _m(
     "Refreshes that failed (the gauges keep their last values).", ())
 
 REQUEST_METRICS = (TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, E2E_REQUEST_LATENCY,
-                   REQUEST_QUEUE_TIME, REQUESTS, PROMPT_TOKENS, GENERATION_TOKENS,
+                   REQUEST_QUEUE_TIME, REQUEST_PREFILL_TIME, REQUESTS, PROMPT_TOKENS,
+                   GENERATION_TOKENS,
                    CACHED_PROMPT_TOKENS)
 ENGINE_METRICS = (ENGINE_UP, ENGINE_KV_CACHE_USAGE, ENGINE_REQUESTS_RUNNING,
                   ENGINE_REQUESTS_WAITING, ENGINE_PREEMPTIONS, ENGINE_PREFIX_CACHE_QUERIES,

@@ -28,9 +28,9 @@ def titles(uid: str) -> set[str]:
     return {p["title"] for p in panels_of(uid)}
 
 
-def test_four_dashboards_with_stable_uids_and_explicit_modern_schema() -> None:
-    assert sorted(DOCS) == ["llmkpi-cost.json", "llmkpi-executive.json",
-                            "llmkpi-serving.json", "llmkpi-slo.json"]
+def test_five_dashboards_with_stable_uids_and_explicit_modern_schema() -> None:
+    assert sorted(DOCS) == ["llmkpi-cost.json", "llmkpi-disaggregated.json",
+                            "llmkpi-executive.json", "llmkpi-serving.json", "llmkpi-slo.json"]
     for name, doc in DOCS.items():
         assert doc["uid"] == name.removesuffix(".json")
         assert doc["schemaVersion"] == panels.SCHEMA_VERSION
@@ -80,6 +80,18 @@ def test_serving_has_what_an_operator_looks_for() -> None:
         for target in p.get("targets", []):
             assert 'pod=~"$pod"' in target["expr"], p["title"]
             assert 'model=~"$model"' in target["expr"], p["title"]
+
+
+def test_disaggregated_serving_answers_where_the_time_went() -> None:
+    want = {"TTFT decomposition by tenant (mean)", "Transfer time per transfer",
+            "Transfers and failures / s", "Expired KV leases / s", "Waiting requests by role",
+            "Prompt tokens / s by source", "Routing decisions / s", "Pool saturation by stage"}
+    assert want <= titles("llmkpi-disaggregated")
+    queries = dict(panels.panel_queries(DOCS["llmkpi-disaggregated.json"]))
+    # the gateway panels read both generations of the endpoint picker's names
+    assert "llm_d_epp_flow_control_pool_saturation or" in queries["Pool saturation by stage"]
+    assert "inference_extension_flow_control_pool_saturation" in \
+        queries["Pool saturation by stage"]
 
 
 def test_cost_and_slo_dashboards_cover_their_questions() -> None:
