@@ -116,14 +116,21 @@ def start_vllm(name: str, python: Path, model: Path, port: int, log_dir: Path, *
 def prometheus_config(targets: Mapping[str, str], rule_files: Sequence[Path] = (),
                       interval: str = "5s",
                       labels: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, object]:
-    """Scrape `targets` (job -> host:port), adding `labels[job]` to a job's series as
-    service discovery would (the pod name), and evaluate `rule_files`."""
+    """Scrape `targets` (job -> host:port, or host:port/path for a path other than
+    /metrics), adding `labels[job]` to a job's series as service discovery would (the pod
+    name), and evaluate `rule_files`."""
+    jobs = []
+    for job, target in targets.items():
+        address, _, path = target.partition("/")
+        scrape: dict[str, object] = {"job_name": job, "static_configs": [
+            {"targets": [address], "labels": dict((labels or {}).get(job, {}))}]}
+        if path:
+            scrape["metrics_path"] = "/" + path
+        jobs.append(scrape)
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [str(p.resolve()) for p in rule_files],
-        "scrape_configs": [{"job_name": job, "static_configs": [
-            {"targets": [target], "labels": dict((labels or {}).get(job, {}))}]}
-            for job, target in targets.items()],
+        "scrape_configs": jobs,
     }
 
 
