@@ -9,6 +9,7 @@ DEMO_RPS ?= 6
 DEMO_MONTHS ?= 12
 DEMO_WORKDIR ?= .demo
 DEMO_HEADLESS ?=
+DEMO_SERVING ?= single
 APT_PACKAGES := prometheus chromium chromium-driver nginx libnginx-mod-http-lua lua-cjson
 # The real engine lives in its own environment (~3.5 GB): vLLM's CPU build on the local CPU torch.
 ENGINE_VENV := .venv-engine
@@ -53,7 +54,7 @@ system-deps:
 
 demo: $(STAMP)
 	$(BIN)/llmkpi demo --seconds $(DEMO_SECONDS) --rps $(DEMO_RPS) --months $(DEMO_MONTHS) \
-	  --workdir $(DEMO_WORKDIR) $(if $(DEMO_HEADLESS),--headless)
+	  --workdir $(DEMO_WORKDIR) --serving $(DEMO_SERVING) $(if $(DEMO_HEADLESS),--headless)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -108,8 +108,13 @@ def demo_company(workdir: Path, months: int) -> str:
     return database
 
 
+# --serving pd: one prefill engine in front of the decode engine, the KV crossing at 25 GB/s,
+# one transfer in 20 failing, and the engine's per-request timings for the TTFT breakdown
+PD_SIMULATOR = ("--pd", "1", "--kv-fail-every", "20", "--per-request-metrics")
+
+
 def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
-             headless: bool = False) -> int:
+             headless: bool = False, serving: str = "single") -> int:
     # Ctrl-C and `kill PID` both end the demo and, through `processes.running`, every process
     # it started. The default SIGINT handler is restored (a parent shell may have left it
     # ignored, as for background jobs) because asyncio.run only cancels its tasks cleanly then.
@@ -120,22 +125,15 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
     rules = demo_stack.build_generated(workdir)
     sim_port, sidecar_port, metrics_port, kpi_port = (processes.free_port() for _ in range(4))
     logs = workdir / "logs"
-    started = [processes.start("simulator", ["simulate", "--port", str(sim_port),
-                                             "--profile", "demo-live", "--seed", "7"],
-                               logs)]
-    started.append(processes.start("sidecar", [
-        "sidecar", "--upstream", f"http://127.0.0.1:{sim_port}", "--port", str(sidecar_port),
-        "--metrics-port", str(metrics_port), "--tenant-aliases", str(_alias_file(workdir)),
-        "--records-out", str(workdir / "records.jsonl"), "--engine-poll-seconds", "1",
-        "--journal", str(workdir / "journal"), "--ledger"], logs,
-        env={"LLMKPI_DATABASE_URL": database, "LLMKPI_POD": LIVE_POD}))
+    started, targets = _serving(workdir, database, logs, serving == "pd",
+                                (sim_port, sidecar_port, metrics_port))
+    pd = serving == "pd"
     kpi_config = workdir / "company" / "kpi.yaml"
     started.append(processes.start("kpi-serve", [
         "kpi", "serve", "--database", database, "--port", str(kpi_port), "--interval", "60",
         "--config", str(kpi_config)], logs))
     prometheus = demo_stack.start_prometheus(workdir, {
-        "llmkpi-sidecar": (f"127.0.0.1:{metrics_port}", {"pod": LIVE_POD}),
-        "llmkpi-kpi": (f"127.0.0.1:{kpi_port}", {})}, rules, logs)
+        **targets, "llmkpi-kpi": (f"127.0.0.1:{kpi_port}", {})}, rules, logs)
     if prometheus is not None:
         started.append(prometheus[0])
     _write_pids(workdir, started)
@@ -145,7 +143,8 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
         processes.wait_http(f"http://127.0.0.1:{sidecar_port}/health", sidecar)
         if prometheus is not None:
             processes.wait_http(f"{prometheus[1]}/-/ready", prometheus[0])
-        print(f"simulator  http://127.0.0.1:{sim_port}  (profile demo-live)")
+        print(f"simulator  http://127.0.0.1:{sim_port}  (profile demo-live"
+              f"{'; prefill/decode disaggregated, see Disaggregated serving' if pd else ''})")
         print(f"sidecar    http://127.0.0.1:{sidecar_port}  -> simulator")
         print(f"metrics    http://127.0.0.1:{metrics_port}/metrics")
         print(f"records    {workdir / 'records.jsonl'}    logs {logs}/")
@@ -186,6 +185,36 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
         (workdir / "demo.pids").unlink(missing_ok=True)
         print("stopped: " + ", ".join(f"{p.name} (pid {p.process.pid})" for p in started))
 
+
+
+def _serving(workdir: Path, database: str, logs: Path, pd: bool,
+             ports: tuple[int, int, int]) -> tuple[list[processes.Started],
+                                                   dict[str, tuple[str, dict[str, str]]]]:
+    """The simulator and the sidecar in front (with --serving pd, a prefill engine too, its
+    own sidecar, and the gateway's endpoint picker), and what Prometheus scrapes of them."""
+    sim_port, sidecar_port, metrics_port = ports
+    started = [processes.start("simulator", ["simulate", "--port", str(sim_port),
+                                             "--profile", "demo-live", "--seed", "7",
+                                             *(PD_SIMULATOR if pd else ())], logs)]
+    started.append(processes.start("sidecar", [
+        "sidecar", "--upstream", f"http://127.0.0.1:{sim_port}", "--port", str(sidecar_port),
+        "--metrics-port", str(metrics_port), "--tenant-aliases", str(_alias_file(workdir)),
+        "--records-out", str(workdir / "records.jsonl"), "--engine-poll-seconds", "1",
+        "--journal", str(workdir / "journal"), "--ledger"], logs,
+        env={"LLMKPI_DATABASE_URL": database, "LLMKPI_POD": LIVE_POD,
+             **({"LLMKPI_ROLE": "decode"} if pd else {})}))
+    targets = {"llmkpi-sidecar": (f"127.0.0.1:{metrics_port}", {"pod": LIVE_POD})}
+    if pd:  # the prefill pod's sidecar (its engine metrics) and the gateway's picker
+        prefill_port, prefill_metrics = processes.free_port(), processes.free_port()
+        started.append(processes.start("sidecar-prefill", [
+            "sidecar", "--upstream", f"http://127.0.0.1:{sim_port}/prefill", "--port",
+            str(prefill_port), "--metrics-port", str(prefill_metrics),
+            "--engine-poll-seconds", "1"], logs,
+            env={"LLMKPI_POD": LIVE_POD + "-prefill", "LLMKPI_ROLE": "prefill"}))
+        targets["llmkpi-sidecar-prefill"] = (f"127.0.0.1:{prefill_metrics}",
+                                             {"pod": LIVE_POD + "-prefill"})
+        targets["epp"] = (f"127.0.0.1:{sim_port}/epp/metrics", {})
+    return started, targets
 
 def _print_measured(results: list[loadgen.ClientResult], metrics_port: int,
                     peaks: EnginePeaks) -> None:

@@ -14,6 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rps", type=float, default=6.0)
     parser.add_argument("--workdir", default=".demo")
     parser.add_argument("--months", type=int, default=12, help="months of demo-company history")
+    parser.add_argument("--serving", choices=("single", "pd"), default="single",
+                        help="pd: prefill and decode on separate simulated engines, the KV"
+                        " cache moved between them, a sidecar per role and the gateway's"
+                        " endpoint picker (the Disaggregated serving dashboard)")
     parser.add_argument("--headless", action="store_true",
                         help="check the page answers, then stop everything (CI)")
 
@@ -22,4 +26,4 @@ def run(args: argparse.Namespace) -> int:
     from llmkpi.demo import run_demo
 
     return run_demo(seconds=args.seconds, rps=args.rps, workdir=Path(args.workdir),
-                    months=args.months, headless=args.headless)
+                    months=args.months, headless=args.headless, serving=args.serving)
