@@ -39,15 +39,16 @@ def build() -> g.Dashboard:
     lay = p.Layout()
     lay.add(p.row("Where time to first token goes"))
     lay.add(p.timeseries("TTFT decomposition by tenant (mean)", [
-        p.Query(_mean(c.REQUEST_QUEUE_TIME), "{{tenant}} queue"),
-        p.Query(_mean(c.REQUEST_PREFILL_TIME), "{{tenant}} prefill + transfer"),
+        p.Query(_mean(c.REQUEST_QUEUE_TIME), "{{tenant}} engine queue (with the KV wait)"),
+        p.Query(_mean(c.REQUEST_PREFILL_TIME), "{{tenant}} engine prefill"),
         p.Query(f"({_mean(c.TIME_TO_FIRST_TOKEN)}) - on (tenant)"
                 f" ({_mean(c.REQUEST_QUEUE_TIME)}) - on (tenant)"
                 f" ({_mean(c.REQUEST_PREFILL_TIME)})",
-                "{{tenant}} network + sidecar")], "s",
-        "Mean TTFT split into the engine's queue wait, its scheduling-to-first-token time"
-        " (prefill; with P/D also the remote prefill and the KV transfer) and the rest"
-        " (network, gateway, sidecar). Needs the engine's per-request metrics (vLLM"
+                "{{tenant}} before the engine")], "s",
+        "Mean TTFT split into the serving engine's queue wait (on a P/D decode engine it holds"
+        " the wait for the KV transfer), its scheduling-to-first-token time (its prefill; on a"
+        " decode engine one step) and what lies before the engine: network, gateway, sidecar"
+        " and, with P/D, the remote prefill. Needs the engine's per-request metrics (vLLM"
         " --enable-per-request-metrics).", stacked=True), w=24)
     lay.add(p.timeseries("Mean TTFT by tenant", [p.Query(_mean(c.TIME_TO_FIRST_TOKEN),
                                                           "{{tenant}}")], "s",

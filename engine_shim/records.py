@@ -17,8 +17,8 @@ UNKNOWN = "unknown"
 TENANT_REFUSED = "tenant_header_refused"  # in a record's extra: its header was not honoured
 # vLLM's per-request metrics (`--enable-per-request-metrics`: `metrics` in the body, or in
 # the last usage chunk of a stream), in milliseconds, and the record field each becomes:
-# the engine's queue wait, scheduling to first token (prefill; with P/D also the remote
-# prefill and the KV transfer), first to last token (decode), mean inter-token latency
+# the engine's queue wait (on a P/D decode engine with the KV wait), scheduling to first
+# token (its prefill; on a decode engine one step), first to last token, mean token gap
 ENGINE_TIMINGS = (("queue_time_ms", "queue_time"), ("time_to_first_token_ms", "prefill_time"),
                   ("generation_time_ms", "decode_time"),
                   ("mean_itl_ms", "time_per_output_token"))

@@ -105,10 +105,11 @@ REQUEST_QUEUE_TIME = _m(
     REQUEST_LABELS, QUEUE_BUCKETS)
 REQUEST_PREFILL_TIME = _m(
     "request_prefill_time_seconds", "histogram", "seconds",
-    "Seconds from the engine scheduling a request to its first token: the prefill (with P/D"
-    " also the remote prefill and the KV transfer). Known to the plugin, and to the sidecar"
-    " where the engine returns per-request metrics; TTFT minus queue and prefill is the"
-    " network and the sidecar.", REQUEST_LABELS, TTFT_BUCKETS)
+    "Seconds from the engine scheduling a request to its first token: its prefill (on a P/D"
+    " decode engine only its first step; the KV wait is queue time, the remote prefill"
+    " happened before). Known to the plugin, and to the sidecar where the engine returns"
+    " per-request metrics; TTFT minus queue and prefill is what lies before the engine.",
+    REQUEST_LABELS, TTFT_BUCKETS)
 REQUESTS = _m(
     "requests_total", "counter", "requests",
     "Inference requests finished, by outcome (ok, error, cancelled, rejected) and HTTP status"
