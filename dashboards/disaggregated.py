@@ -100,11 +100,7 @@ def build() -> g.Dashboard:
     lay.add(p.stat("Ready endpoints", [p.Query(f"sum {either('ready_endpoints')}",
                                               "ready")], "none", graph=False), w=12, h=4)
 
-    variables = [p.datasource_variable(),
-                 p.query_variable("model", "Model", f"label_values({c.REQUESTS.name}, model)"),
-                 p.query_variable("tenant", "Tenant",
-                                  f'label_values({c.REQUESTS.name}{{model=~"$model"}}, tenant)'),
-                 p.query_variable("pod", "Pod", f"label_values({c.ENGINE_UP.name}, pod)")]
+    variables = p.serving_variables()
     return p.dashboard(UID, "llmkpi · Disaggregated serving", "Prefill, KV transfer and"
                        " decode across pods: TTFT decomposition per tenant, transfer time"
                        " and failures, expired leases, waiting by reason, prompt-token"

@@ -14,7 +14,7 @@ import attr
 from grafanalib import core as g
 
 from kpi_mapping.mappings import Bands
-from specs.catalog import REQUESTS
+from specs.catalog import ENGINE_UP, REQUESTS
 
 # Grafana 10.4/11 dashboards; set explicitly so Grafana runs no migration on import.
 SCHEMA_VERSION = 39
@@ -131,6 +131,15 @@ def query_variable(name: str, label: str, query: str) -> g.Template:
     """A multi-select label variable; "All" matches series without the label too."""
     return g.Template(name=name, label=label, query=query, dataSource=DATASOURCE,
                       includeAll=True, multi=True, allValue=".*", refresh=2)
+
+
+def serving_variables() -> list[g.Template]:
+    """Data source, model, tenant (of the chosen models) and pod: the serving boards'."""
+    return [datasource_variable(),
+            query_variable("model", "Model", f"label_values({REQUESTS.name}, model)"),
+            query_variable("tenant", "Tenant",
+                           f'label_values({REQUESTS.name}{{model=~"$model"}}, tenant)'),
+            query_variable("pod", "Pod", f"label_values({ENGINE_UP.name}, pod)")]
 
 
 @dataclass

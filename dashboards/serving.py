@@ -103,11 +103,7 @@ def build() -> g.Dashboard:
         thresholds=[{"color": "green", "value": None}, {"color": "red", "value": 1}],
         graph=False), w=12, h=4)
 
-    variables = [p.datasource_variable(),
-                 p.query_variable("model", "Model", f"label_values({c.REQUESTS.name}, model)"),
-                 p.query_variable("tenant", "Tenant",
-                                  f'label_values({c.REQUESTS.name}{{model=~"$model"}}, tenant)'),
-                 p.query_variable("pod", "Pod", f"label_values({c.ENGINE_UP.name}, pod)")]
+    variables = p.serving_variables()
     return p.dashboard(UID, "llmkpi · Serving", "TTFT, inter-token and end-to-end latency,"
                        " tokens, outcomes and engine state per model, tenant and pod.",
                        ["serving"], lay, variables)

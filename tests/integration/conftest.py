@@ -53,6 +53,14 @@ def _parametrized_plane(request: pytest.FixtureRequest) -> Iterator[None]:
         helpers.DATA_PLANE["name"] = before
 
 
+@pytest.fixture
+def apps() -> Iterator[helpers.BackgroundApps]:
+    """aiohttp apps served from a background loop (fake receivers, scripted engines)."""
+    background = helpers.BackgroundApps()
+    yield background
+    background.close()
+
+
 @pytest.fixture(scope="module")
 def data_plane(request: pytest.FixtureRequest) -> Iterator[str]:
     """Module-scoped, so a module-scoped stack built on a sidecar (test_sidecar_openai)

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from tests.integration.mixpanel_like import SECRET, MixpanelLike
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def apps() -> Iterator[BackgroundApps]:
-    background = BackgroundApps()
-    yield background
-    background.close()
 
 
 def fill(outbox: Outbox, count: int, future_every: int = 0) -> list[str]:

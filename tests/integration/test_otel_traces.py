@@ -7,7 +7,6 @@ import gzip
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +69,6 @@ class Receiver:
         app = web.Application()
         app.router.add_post("/v1/traces", traces)
         return app
-
-
-@pytest.fixture
-def apps() -> Iterator[BackgroundApps]:
-    background = BackgroundApps()
-    yield background
-    background.close()
 
 
 async def send(url: str, headers: dict[str, str], **body: Any) -> None:

@@ -10,7 +10,6 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,6 @@ from tests.integration.test_mixpanel_events import fill, sender
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def apps() -> Iterator[BackgroundApps]:
-    background = BackgroundApps()
-    yield background
-    background.close()
 
 
 def scraped(outbox: Outbox) -> str:
