@@ -59,7 +59,7 @@ def test_make_demo_short_headless_brings_up_the_page_and_writes_reports(tmp_path
     assert len(kpi["mappings"]) == 19 and kpi["north_star"]["revenue_per_employee"]["value"]
     cost = json.loads(next((tmp_path / "reports").glob("cost-*.json")).read_text())
     assert cost["gpu_bill"] > 0 and cost["requests"] > 0
-    assert len(list((tmp_path / "dashboards").glob("*.json"))) == 4
+    assert len(list((tmp_path / "dashboards").glob("*.json"))) == 5  # Disaggregated too
     assert len(list((tmp_path / "rules").glob("*.yml"))) == 4
     stopped = re.findall(r"(\S+) \(pid (\d+)\)", out.split("stopped: ")[-1])
     assert [name for name, _pid in stopped] == ["simulator", "sidecar", "kpi-serve",
