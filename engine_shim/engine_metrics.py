@@ -127,6 +127,7 @@ DISAGGREGATION_FIELDS = ("kv_transfer_seconds_total", "kv_transfers_total",
 ENGINE_INDEX_LABELS = ("engine", "dp_rank")  # a data-parallel engine (TP ranks are one)
 ENGINE_COUNTED = ("kv_cache_usage", "requests_running")
 ROLE_LABELS = ("engine_type",)  # SGLang's prefill|decode; vLLM has none: LLMKPI_ROLE
+ROLES = ("prefill", "decode")  # TensorRT-LLM's engine_type="trtllm" names no role
 
 # Renamed or retired series (old name -> (new name, vLLM version of the change)). The reader
 # above polls gauges and counters; this table is for queries over histograms (dashboards).
@@ -212,7 +213,7 @@ def _collect(text: str) -> tuple[Found, dict[str, set[str]], dict[str, str]]:
             if field_name in ENGINE_COUNTED:  # every engine reports these, once per DP rank
                 engines.setdefault(model, set()).add(
                     next((labels[k] for k in ENGINE_INDEX_LABELS if k in labels), ""))
-            said = next((labels[k] for k in ROLE_LABELS if labels.get(k)), "")
+            said = next((labels[k] for k in ROLE_LABELS if labels.get(k) in ROLES), "")
             if said:
                 roles[model] = said
     return found, engines, roles

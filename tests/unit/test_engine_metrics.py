@@ -181,3 +181,15 @@ def test_real_vllm_with_two_data_parallel_engines() -> None:
             snap.prompt_tokens_transferred_total) == (231, 0, 0)
     assert snap.requests_waiting_deferred == 0 and snap.kv_cache_usage == 0.0
     assert snap.kv_transfers_total is None  # no KV connector: no NIXL series
+
+
+def test_tensorrt_llm_names_and_its_engine_type_label_is_no_role() -> None:
+    """trtllm-serve's gauges (as GIE's core metrics extractor reads them); its
+    engine_type="trtllm" label is the engine, not a P/D role."""
+    text = ('trtllm_kv_cache_utilization{model_name="llama-8b",engine_type="trtllm"} 0.62\n'
+            'trtllm_num_requests_running{model_name="llama-8b",engine_type="trtllm"} 7\n'
+            'trtllm_num_requests_waiting{model_name="llama-8b",engine_type="trtllm"} 2\n')
+    (snap,) = snapshots_from_text(text, "t", 0.0, role="decode")
+    assert (snap.engine_kind, snap.kv_cache_usage, snap.requests_running,
+            snap.requests_waiting) == ("trtllm", 0.62, 7, 2)
+    assert snap.role == "decode"  # the pod's setting stands
