@@ -103,10 +103,19 @@ class RequestRecord:
         return cls(**values)
 
 
+def possible_span(value: object) -> float | None:
+    """A duration an engine measured, or None when it is impossible: not a number, not
+    finite, or negative (vLLM reports such for some aborted requests, vllm#49135). The one
+    rule for the sidecar's and the plugin's engine spans: refused, never clamped to a guess."""
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
 def engine_timing(metrics: object) -> tuple[dict[str, float], bool]:
     """The record's engine spans (seconds) from vLLM's per-request metrics, and whether any
-    value was refused: negative, not a number, or not finite (vLLM reports garbage timings
-    for some aborted requests; a refused span is left unknown, never clamped to a guess)."""
+    value was refused (`possible_span`): a refused span is left unknown."""
     if not isinstance(metrics, dict):
         return {}, False
     spans: dict[str, float] = {}
@@ -115,11 +124,11 @@ def engine_timing(metrics: object) -> tuple[dict[str, float], bool]:
         value = metrics.get(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value) or value < 0:
+        span = possible_span(value)
+        if span is None:
             refused = True
             continue
-        spans[field_name] = value / 1000.0
+        spans[field_name] = span / 1000.0
     return spans, refused
 
 

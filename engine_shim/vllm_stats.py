@@ -8,12 +8,17 @@ Counters arrive as per-step increments, so they are accumulated here. The stats 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine_shim.records import ENGINE_TIMING_REFUSED, EngineSnapshot, Outcome, RequestRecord
+from engine_shim.records import (
+    ENGINE_TIMING_REFUSED,
+    EngineSnapshot,
+    Outcome,
+    RequestRecord,
+    possible_span,
+)
 
 NO_FEATURE = "none"
 ENGINE_ENDPOINT = "engine"
@@ -44,16 +49,11 @@ def record_from_finished(stats: Any, *, finished_at: float, model: str, pod: str
     refused: list[str] = []
 
     def span(name: str) -> float | None:
-        """A span vLLM measured, or None when it is impossible: vLLM can hand an aborted
-        request negative or non-finite timings (vllm#49135); never clamped to a guess."""
         value = getattr(stats, name, None)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value) or value < 0:
+        checked = possible_span(value) if value is not None else None
+        if value is not None and checked is None:
             refused.append(name)
-            return None
-        return float(value)
+        return checked
 
     e2e = span("e2e_latency") or 0.0
     decode, queued, prefill = span("decode_time"), span("queued_time"), span("prefill_time")
@@ -74,7 +74,7 @@ def record_from_finished(stats: Any, *, finished_at: float, model: str, pod: str
         cached_prompt_tokens=int(getattr(stats, "num_cached_tokens", 0)),
         finish_reason=reason, streamed=False, response_id=request_id or None,
         queue_time=queued, prefill_time=prefill, decode_time=decode,
-        time_per_output_token=float(tpot) if tpot and not tpot < 0 else None, pod=pod,
+        time_per_output_token=possible_span(tpot) or None, pod=pod,  # 0: none measured
         source="plugin", extra=tuple(sorted(extra)))
 
 
