@@ -112,7 +112,7 @@ def ledger_row(record: RequestRecord, gpu: str = "") -> dict[str, Any]:
         "output_tokens": record.output_tokens,
         "cached_prompt_tokens": record.cached_prompt_tokens,
         "finish_reason": record.finish_reason, "trace_id": record.trace_id,
-        "itl_counts": gap_counts(gaps),
+        "itl_counts": gap_counts(gaps), "role": record.role,
     })
 
 

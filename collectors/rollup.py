@@ -223,9 +223,10 @@ def _aged_hours(conn: Connection, pod: str, start: float, end: float, raw: pd.Da
                 last: int) -> set[float]:
     """Hours (epoch seconds) whose stored roll-up counts more requests than the raw rows
     rolled up before (id ≤ last) that arrived in them."""
-    stored = conn.execute(select(HOURS.c.hour, HOURS.c.requests).where(
+    counted = (HOURS.c.requests + HOURS.c.prefills).label("counted")
+    stored = conn.execute(select(HOURS.c.hour, counted).where(
         HOURS.c.pod == pod, HOURS.c.hour >= datetime.fromtimestamp(start, UTC),
-        HOURS.c.hour < datetime.fromtimestamp(end, UTC), HOURS.c.requests > 0)).all()
+        HOURS.c.hour < datetime.fromtimestamp(end, UTC), counted > 0)).all()
     if not stored:
         return set()
     old = raw[raw["id"] <= last]
@@ -254,8 +255,12 @@ def _add_to(conn: Connection, pod: str, stamps: set[pd.Timestamp], pod_hours: pd
             stored["hour"] = pd.to_datetime(stored["hour"], utc=True)
         both = pd.concat([stored, frame], ignore_index=True)
         bins = [name for name in both.columns if name.endswith("_counts")]
-        sums = [name for name in both.columns if name not in keys and name not in bins]
+        texts = [name for name in both.columns if name == "role"]
+        sums = [name for name in both.columns
+                if name not in keys and name not in bins and name not in texts]
         merged = both.groupby(keys, sort=True)[sums].sum().reset_index()
+        for name in texts:  # the hour's role: the greatest name, as usage._hour_roles
+            merged[name] = both.groupby(keys, sort=True)[name].max().to_numpy()
         for name in bins:
             merged[name] = both.groupby(keys, sort=True)[name].agg(_bin_sum).to_numpy()
         if "busy_seconds" in merged:

@@ -57,6 +57,9 @@ class LedgerRow(SQLModel, table=True):
     itl_counts: str | None = None
     # a text value was longer than its column and was cut (collectors/ledger.fit_row)
     truncated: bool = False
+    # the engine's part in P/D disaggregation (RequestRecord.role): "prefill" rows are the
+    # prefill pod's work for requests another row records (collectors/usage.py)
+    role: str = Field(default="", max_length=16)
 
 
 class LedgerQuarantine(SQLModel, table=True):
@@ -265,6 +268,8 @@ class LedgerHour(SQLModel, table=True):
     busy_seconds: float
     ttft_counts: str
     e2e_counts: str
+    prefills: int = 0  # requests prefilled for a decode engine (not counted in requests)
+    role: str = Field(default="", max_length=16)  # of the requests arriving in the hour
 
 
 class LedgerUsage(SQLModel, table=True):
@@ -293,6 +298,9 @@ class LedgerUsage(SQLModel, table=True):
     decode_us: int = Field(sa_type=BigInteger)
     ttft_counts: str  # over specs.catalog.TTFT_BUCKETS
     itl_counts: str  # every token gap, over specs.catalog.ITL_BUCKETS
+    prefills: int = 0  # requests prefilled here for a decode engine (role prefill)
+    prefill_tokens: int = Field(default=0, sa_type=BigInteger)  # their prompt tokens
+    queue_us: int = Field(default=0, sa_type=BigInteger)  # clients' requests' engine queue
 
 
 class KpiPeriodCache(SQLModel, table=True):

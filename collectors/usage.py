@@ -37,11 +37,17 @@ KEYS = ("pod", "hour", "tenant", "feature", "model")
 RAW = ("pod", "tenant", "feature", "model", "arrival_us", "outcome", "http_status",
        "queue_time", "e2e_latency", "time_to_first_token", "prefill_time", "decode_time",
        "prompt_tokens", "cached_prompt_tokens", "output_tokens", "mean_inter_token_latency",
-       "itl_counts")
+       "itl_counts", "role")
+# prefills / prefill_tokens: requests (and their prompt tokens) a prefill-role engine
+# prefilled for a decode engine (RequestRecord.role); queue_us: time clients' requests
+# waited in the serving engine's queue (on a P/D decode engine: for their KV too)
 COUNTS = ("requests", "ok", "failed", "throttled", "cancelled", "input_tokens",
-          "cached_tokens", "output_tokens", "prefill_us", "decode_us")
+          "cached_tokens", "output_tokens", "prefill_us", "decode_us", "prefills",
+          "prefill_tokens", "queue_us")
 HOUR_COLUMNS = ("pod", "hour", "requests", "ok", "failed", "throttled", "cancelled",
-                "input_tokens", "output_tokens", "busy_seconds", "ttft_counts", "e2e_counts")
+                "input_tokens", "output_tokens", "busy_seconds", "ttft_counts", "e2e_counts",
+                "prefills", "role")
+PREFILL, DECODE = "prefill", "decode"  # RequestRecord.role; "" does both
 
 
 # --- bins ----------------------------------------------------------------------------------
@@ -230,6 +236,37 @@ def _pod(pod: str, rows: pd.DataFrame, start_us: int, hours: int,
         output_tokens=_ints(mine, "output_tokens"))
     prefill, decode_ = charged_seconds(mine)
     mine["prefill_us"], mine["decode_us"] = micros(prefill), micros(decode_)
+    mine["queue_us"] = micros(_floats(mine, "queue_time"))
+    return _by_role(pod, mine, busy, start_us, pack)
+
+
+def _roles(frame: pd.DataFrame) -> np.ndarray:
+    if "role" not in frame:
+        return np.full(len(frame), "", dtype=object)
+    return frame["role"].fillna("").astype(str).to_numpy(dtype=object)
+
+
+def _by_role(pod: str, mine: pd.DataFrame, busy: np.ndarray, start_us: int,
+             pack: Callable[[np.ndarray], Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tokens counted once across roles: a prefill-role row is the prefill pod's GPU work
+    for a request the decode pod's sidecar records — its work is all prefill (charged to
+    input tokens), it counts as a prefill and its prompt as prefill tokens, never as a
+    request, tokens, outcome or latency. A decode-role row's work is all decode (charged to
+    output tokens: the decode engine only loads the KV and computes the last token)."""
+    role = _roles(mine)
+    remote = role == PREFILL
+    work = mine["prefill_us"].to_numpy(dtype=np.int64) + mine["decode_us"].to_numpy(
+        dtype=np.int64)
+    mine["requests"] = (~remote).astype(np.int64)
+    mine["prefills"] = remote.astype(np.int64)
+    mine["prefill_tokens"] = np.where(remote, mine["input_tokens"], 0)
+    for name in ("ok", "failed", "throttled", "cancelled", "input_tokens", "cached_tokens",
+                 "output_tokens", "queue_us"):
+        mine[name] = np.where(remote, 0, mine[name].to_numpy(dtype=np.int64))
+    mine["prefill_us"] = np.where(remote, work, np.where(role == DECODE, 0,
+                                                         mine["prefill_us"]))
+    mine["decode_us"] = np.where(remote, 0, np.where(role == DECODE, work, mine["decode_us"]))
+    mine["role"] = role
     return _hours(pod, mine, busy, start_us, pack), _usage(pod, mine, start_us, pack)
 
 
@@ -247,21 +284,36 @@ def _hours(pod: str, mine: pd.DataFrame, busy: np.ndarray, start_us: int,
         return np.bincount(slot, weights=mine[name].to_numpy(dtype="float64"),
                            minlength=hours)[:hours].astype(np.int64)
 
+    client = mine["requests"].to_numpy(dtype=bool)
+
     def bins(values: np.ndarray) -> np.ndarray:
-        known = ~np.isnan(values)
+        known = ~np.isnan(values) & client
         index = slot[known] * width + bin_index(values[known], LATENCY_BOUNDS)
         return np.bincount(index, minlength=hours * width).reshape(hours, width)
 
-    requests = np.bincount(slot, minlength=hours)[:hours]
+    requests, prefills = per_hour("requests"), per_hour("prefills")
     ttft, e2e = bins(_floats(mine, "time_to_first_token")), bins(_floats(mine, "e2e_latency"))
-    used = np.flatnonzero((requests > 0) | (busy > 0))
+    used = np.flatnonzero((requests > 0) | (prefills > 0) | (busy > 0))
     frame = pd.DataFrame({"pod": pod, "hour": _stamp(start_us, used), "requests": requests[used]})
     for name in ("ok", "failed", "throttled", "cancelled", "input_tokens", "output_tokens"):
         frame[name] = per_hour(name)[used]
     frame["busy_seconds"] = busy[used] / US
     frame["ttft_counts"] = [pack(ttft[h]) for h in used]
     frame["e2e_counts"] = [pack(e2e[h]) for h in used]
+    frame["prefills"] = prefills[used]
+    frame["role"] = _hour_roles(mine["role"].to_numpy(dtype=object), slot, hours)[used]
     return frame
+
+
+def _hour_roles(role: np.ndarray, slot: np.ndarray, hours: int) -> np.ndarray:
+    """Each hour's role: that of the requests arriving in it (a pod has one; were it
+    reconfigured inside an hour, the greatest name, so the order of rows never matters);
+    "" for an hour with none."""
+    out = np.full(hours, "", dtype=object)
+    if len(slot):
+        order = np.lexsort((role.astype(str), slot))
+        out[slot[order]] = role[order]  # the last write of a slot wins
+    return out
 
 
 def _itl(mine: pd.DataFrame) -> np.ndarray:
@@ -284,15 +336,16 @@ def _usage(pod: str, mine: pd.DataFrame, start_us: int,
         return pd.DataFrame(columns=columns)
     keys = ["slot", "tenant", "feature", "model"]
     group = mine.groupby(keys, sort=True).ngroup().to_numpy()
-    sums = mine.assign(requests=1).groupby(keys, sort=True)[list(COUNTS)].sum().reset_index()
+    sums = mine.groupby(keys, sort=True)[list(COUNTS)].sum().reset_index()
     count = len(sums)
     ttft = _floats(mine, "time_to_first_token")
-    known = ~np.isnan(ttft)
+    client = mine["requests"].to_numpy(dtype=bool)
+    known = ~np.isnan(ttft) & client
     width = len(TTFT_BOUNDS) + 1
     ttft_bins = np.bincount(group[known] * width + bin_index(ttft[known], TTFT_BOUNDS),
                             minlength=count * width).reshape(count, width)
     itl_bins = np.zeros((count, len(ITL_BOUNDS) + 1), dtype=np.int64)
-    np.add.at(itl_bins, group, _itl(mine))
+    np.add.at(itl_bins, group[client], _itl(mine[client]))
     sums.insert(0, "hour", _stamp(start_us, sums.pop("slot").to_numpy(dtype=np.int64)))
     sums.insert(0, "pod", pod)
     sums["ttft_counts"] = [pack(row) for row in ttft_bins]

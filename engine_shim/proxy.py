@@ -382,7 +382,7 @@ class Sidecar:
                 streamed=req.stream, body_is_json=req.body_is_json,
                 response_id=req.response_id, trace_id=req.trace.trace_id,
                 span_id=req.trace.span_id, parent_span_id=req.trace.parent_span_id,
-                trace_sampled=req.trace.sampled, pod=self.config.pod,
+                trace_sampled=req.trace.sampled, pod=self.config.pod, role=self.config.role,
                 extra=tuple(sorted(req.extra.items())), queue_time=spans.get("queue_time"),
                 prefill_time=spans.get("prefill_time"), decode_time=spans.get("decode_time"),
                 time_per_output_token=spans.get("time_per_output_token"))

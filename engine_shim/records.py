@@ -61,6 +61,10 @@ class RequestRecord:
     extra: tuple[tuple[str, str], ...] = field(default=())
     # the client's X-Request-Id (at most 128 characters): kept, never the record's key
     client_request_id: str | None = None
+    # the engine's part in P/D disaggregation (LLMKPI_ROLE): "prefill" marks a request an
+    # engine prefilled for another (llm-d's routing sidecar sends it with max_tokens 1): it
+    # is the prefill pod's GPU work, never a client's request; "decode" or "" a client's
+    role: str = ""
 
     @property
     def time_to_first_token(self) -> float | None:

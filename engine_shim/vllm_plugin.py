@@ -37,11 +37,12 @@ class LlmkpiStatLoggerBase(StatLoggerBase):
 
     snapshot_interval = 1.0
     pod = ""
+    role = ""
 
     def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
         self.engine_index = engine_index
         self.state = PluginState(model=served_model_name(vllm_config),
-                                 engine=f"engine-{engine_index}", pod=self.pod,
+                                 engine=f"engine-{engine_index}", pod=self.pod, role=self.role,
                                  clock=time.time, snapshot_interval=self.snapshot_interval)
         self.sink = self.make_sink(vllm_config)
         self.failures = 0

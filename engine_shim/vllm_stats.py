@@ -38,8 +38,8 @@ def outcome_for_finish(reason: str) -> Outcome:
     return "ok"
 
 
-def record_from_finished(stats: Any, *, finished_at: float, model: str, pod: str
-                         ) -> RequestRecord:
+def record_from_finished(stats: Any, *, finished_at: float, model: str, pod: str,
+                         role: str = "") -> RequestRecord:
     """One FinishedRequestStats as a RequestRecord (times on the wall clock).
 
     vLLM gives e2e latency from the frontend's arrival, and queue / prefill / decode spans from
@@ -75,7 +75,7 @@ def record_from_finished(stats: Any, *, finished_at: float, model: str, pod: str
         finish_reason=reason, streamed=False, response_id=request_id or None,
         queue_time=queued, prefill_time=prefill, decode_time=decode,
         time_per_output_token=possible_span(tpot) or None, pod=pod,  # 0: none measured
-        source="plugin", extra=tuple(sorted(extra)))
+        role=role, source="plugin", extra=tuple(sorted(extra)))
 
 
 @dataclass
@@ -90,6 +90,7 @@ class PluginState:
     engine: str
     pod: str
     clock: Callable[[], float]
+    role: str = ""  # LLMKPI_ROLE of the pod (RequestRecord.role)
     snapshot_interval: float = 1.0
     preemptions_total: float = 0.0
     prefix_queries_total: float = 0.0
@@ -110,7 +111,8 @@ class PluginState:
             finished_at = float(getattr(iteration_stats, "iteration_timestamp", now))
             for finished in getattr(iteration_stats, "finished_requests", ()):
                 records.append(record_from_finished(finished, finished_at=finished_at,
-                                                    model=self.model, pod=self.pod))
+                                                    model=self.model, pod=self.pod,
+                                                    role=self.role))
         snapshot = None
         if scheduler_stats is not None:
             prefix = getattr(scheduler_stats, "prefix_cache_stats", None)

@@ -236,6 +236,8 @@ class MixpanelSink:
         self._engine_state: dict[tuple[str, str], tuple[bool, bool]] = {}
 
     def record(self, record: RequestRecord) -> None:
+        if record.role == "prefill":  # a P/D prefill pod's work: the client's request is
+            return  # the decode pod's record, one event (never two for one request)
         ttft = record.time_to_first_token
         props: dict[str, Any] = {
             "model": record.model, "feature": record.feature, "outcome": record.outcome,

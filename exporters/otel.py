@@ -93,6 +93,7 @@ def span_attributes(record: RequestRecord, provider_name: str) -> dict[str, Any]
         "llmkpi.time_to_first_token": record.time_to_first_token,
         "llmkpi.request_queue_time": record.queue_time,
         "llmkpi.pod": record.pod or None,
+        "llmkpi.role": record.role or None,  # prefill: a P/D prefill pod's part of a request
     }
     if record.inter_token_gaps:
         gaps = sorted(record.inter_token_gaps)

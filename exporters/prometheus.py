@@ -74,6 +74,12 @@ class PrometheusSink:
     def _record(self, record: RequestRecord) -> None:
         labels = (self._bounded("model", record.model), self._bounded("tenant", record.tenant),
                   self._bounded("feature", record.feature))
+        if record.role == "prefill":  # the prefill pod's work, not a client's request
+            self._count(catalog.REMOTE_PREFILLS, (*labels, record.outcome), 1, None)
+            self._observe(catalog.REMOTE_PREFILL_TIME, labels, [record.e2e_latency], None)
+            if record.prompt_tokens:
+                self._count(catalog.REMOTE_PREFILL_TOKENS, labels, record.prompt_tokens, None)
+            return
         exemplar = {"trace_id": record.trace_id} if record.trace_id else None
         self._count(catalog.REQUESTS, (*labels, record.outcome, str(record.http_status)), 1,
                     exemplar)

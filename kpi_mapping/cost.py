@@ -52,7 +52,8 @@ class Allocation:
     `usage`: the roll-up's rows (pod, hour, tenant, feature, model, requests, tokens, work)
     + input_nano, output_nano (busy-time cost) and loaded_input_nano, loaded_output_nano
     (fully loaded: idle shared).
-    `pods`: pod, bill_cents, allocated_cents, idle_cents, busy_gpu_s, provisioned_gpu_s.
+    `pods`: pod, role (prefill, decode; "" for both), bill_cents, allocated_cents, idle_cents,
+    busy_gpu_s, provisioned_gpu_s.
     `allocated_cents` / `bill_cents`: the totals every grouping of `usage` adds up to.
     """
 
@@ -216,14 +217,26 @@ def allocate_usage(rows: pd.DataFrame, pod_hours: pd.DataFrame, gpus: pd.DataFra
         output_nano[where] += parts[len(where):]
         priced[where] = True
         row["allocated_nano"] += int(parts.sum())
-    return _finish(rows, pod_rows, input_nano, output_nano, priced)
+    return _finish(rows, pod_rows, input_nano, output_nano, priced, pod_roles(pod_hours))
+
+
+def pod_roles(pod_hours: pd.DataFrame) -> dict[str, str]:
+    """Each pod's role in P/D disaggregation (prefill, decode; "" for both): that of its
+    latest hour with requests or prefills (a sidecar's LLMKPI_ROLE, collectors/usage.py)."""
+    if pod_hours.empty or "role" not in pod_hours:
+        return {}
+    counted = pod_hours[(pod_hours["requests"] + pod_hours.get("prefills", 0)) > 0]
+    latest = counted.sort_values(["pod", "hour"], kind="stable").groupby("pod").last()
+    return {str(pod): str(role or "") for pod, role in latest["role"].items()}
 
 
 def _finish(rows: pd.DataFrame, pod_rows: dict[str, dict[str, float]],
-            input_nano: np.ndarray, output_nano: np.ndarray, priced: np.ndarray) -> Allocation:
+            input_nano: np.ndarray, output_nano: np.ndarray, priced: np.ndarray,
+            roles: dict[str, str]) -> Allocation:
     pods = pd.DataFrame([{"pod": pod, **row} for pod, row in sorted(pod_rows.items())],
                         columns=["pod", "bill_nano", "allocated_nano", "busy_gpu_s",
                                  "provisioned_gpu_s"])
+    pods["role"] = [roles.get(str(pod), "") for pod in pods["pod"]]
     bill_nano = pods["bill_nano"].to_numpy(dtype=np.int64)
     idle_nano = bill_nano - pods["allocated_nano"].to_numpy(dtype=np.int64)
     bill_cents = to_cents(bill_nano)  # the bill rounded once, then split over pods
@@ -246,7 +259,7 @@ def _finish(rows: pd.DataFrame, pod_rows: dict[str, dict[str, float]],
     for name, values in columns.items():
         rows[name] = pd.array(np.where(priced, values, 0), dtype="Int64")
         rows.loc[~priced, name] = pd.NA
-    out = pods[["pod", "bill_cents", "allocated_cents", "idle_cents", "busy_gpu_s",
+    out = pods[["pod", "role", "bill_cents", "allocated_cents", "idle_cents", "busy_gpu_s",
                 "provisioned_gpu_s"]]
     return Allocation(rows, out, int(out["allocated_cents"].sum()),
                       int(out["bill_cents"].sum()))
@@ -292,6 +305,47 @@ def by(allocation: Allocation, key: str | list[str]) -> pd.DataFrame:
     for name in ("input_tokens", "output_tokens"):
         grouped[name] = grouped[name].fillna(0).astype("int64")
     return grouped
+
+
+ROLE_NAMES = {"prefill": "prefill", "decode": "decode", "": "prefill + decode"}
+
+
+def by_role(allocation: Allocation) -> pd.DataFrame:
+    """The bill by the pods' part in P/D disaggregation, each role priced per token of the
+    work it does: prefill pods per prompt token they prefilled, decode pods per output
+    token, pods doing both per input + output token. Cents are the pods' own (bill =
+    allocated + idle, each role's sum of its pods', so the roles add up to the bill); $/M is
+    the role's bill, its own idle included, ÷ its tokens. `queue_s_per_request`: the
+    clients' requests' mean wait in the serving engine's queue — on decode pods it holds the
+    wait for the KV transfer from the prefill pod."""
+    pods = allocation.pods
+    role_of = dict(zip(pods["pod"].astype(str), pods["role"].astype(str), strict=True))
+    priced = allocation.priced
+    work = priced.assign(role=priced["pod"].astype(str).map(role_of).fillna(""))
+    rows = []
+    for role, mine in pods.groupby("role", sort=True):
+        served = work[work["role"] == role]
+        tokens = int(served["prefill_tokens"].sum() if role == "prefill" else
+                     served["output_tokens"].sum() if role == "decode" else
+                     served["input_tokens"].sum() + served["output_tokens"].sum())
+        requests = int(served["requests"].sum())
+        bill, allocated = int(mine["bill_cents"].sum()), int(mine["allocated_cents"].sum())
+        rows.append({
+            "role": str(role), "name": ROLE_NAMES.get(str(role), str(role)),
+            "pods": len(mine), "bill_cents": bill, "allocated_cents": allocated,
+            "idle_cents": int(mine["idle_cents"].sum()),
+            "busy_gpu_s": float(mine["busy_gpu_s"].sum()),
+            "provisioned_gpu_s": float(mine["provisioned_gpu_s"].sum()),
+            "requests": requests, "prefills": int(served["prefills"].sum()),
+            "tokens": tokens,
+            "per_m_tokens": bill / 100 / tokens * 1e6 if tokens else None,
+            "busy_per_m_tokens": allocated / 100 / tokens * 1e6 if tokens else None,
+            "queue_s_per_request": float(served["queue_us"].sum()) / 1e6 / requests
+            if requests else None})
+    return pd.DataFrame(rows, columns=["role", "name", "pods", "bill_cents", "allocated_cents",
+                                       "idle_cents", "busy_gpu_s", "provisioned_gpu_s",
+                                       "requests", "prefills", "tokens", "per_m_tokens",
+                                       "busy_per_m_tokens", "queue_s_per_request"])
 
 
 def _per_million(nano: pd.Series, tokens: pd.Series) -> pd.Series:

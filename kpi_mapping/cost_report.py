@@ -17,6 +17,7 @@ from kpi_mapping.cost import (
     NoGpuInventoryError,
     allocate_usage,
     by,
+    by_role,
     fleet_per_million,
     margin_by_tenant,
     per_million_tokens,
@@ -84,6 +85,8 @@ def report(store: Store, period: Period, margin_basis: str = "fully_loaded") -> 
         "margin_basis": margin_basis,
         "margin": _records(margin_by_tenant(allocation, revenue, margin_basis))
         if not revenue.empty else [],
+        # P/D disaggregation: the bill by role, once any pod has one
+        "roles": _records(by_role(allocation)) if (pods["role"] != "").any() else [],
     }
 
 
@@ -122,6 +125,25 @@ def format_table(doc: dict[str, Any]) -> str:
             lines.append(f"{str(row[title])[:24]:<24} {row['requests']:>9,}"
                          f" {row['input_tokens']:>12,} {row['output_tokens']:>12,}"
                          f" {_money(row['cents']):>11} {_money(row['loaded_cents']):>11}")
+    if doc.get("roles"):
+        lines += ["", "by role (P/D disaggregation): each role's bill per token of its work —"
+                  " prefill per prompt token prefilled, decode per output token",
+                  f"{'role':<18} {'pods':>4} {'bill':>11} {'idle':>11} {'busy':>7}"
+                  f" {'requests':>9} {'prefills':>9} {'tokens':>12} {'$/M':>10}"
+                  f" {'queue/req':>9}"]
+        for row in doc["roles"]:
+            busy = row["busy_gpu_s"] / row["provisioned_gpu_s"] * 100 \
+                if row["provisioned_gpu_s"] else 0.0
+            per_m = f"{row['per_m_tokens']:10.3f}" if row["per_m_tokens"] is not None \
+                else f"{'-':>10}"
+            queue = f"{row['queue_s_per_request']:8.3f}s" \
+                if row["queue_s_per_request"] is not None else f"{'-':>9}"
+            lines.append(f"{row['name']:<18} {row['pods']:>4} {_money(row['bill_cents']):>11}"
+                         f" {_money(row['idle_cents']):>11} {busy:6.1f}%"
+                         f" {row['requests']:>9,} {row['prefills']:>9,} {row['tokens']:>12,}"
+                         f" {per_m} {queue}")
+        lines.append("queue/req on decode pods includes the wait for the KV transfer from the"
+                     " prefill pod (the Disaggregated serving dashboard shows transfer time)")
     if doc["margin"]:
         basis = doc["margin_basis"].replace("_", " ")
         lines += ["", f"gross margin per tenant, {basis} (revenue − GPU cost) / revenue",
@@ -144,7 +166,10 @@ def focus_rows(allocation: Allocation, period: Period) -> list[dict[str, Any]]:
     row. Each pod's rows are rounded to the pod's bill by largest remainder, so the rows
     add up to every pod's bill and to the whole bill to the cent."""
     priced = allocation.priced.copy()
-    priced["tokens"] = priced["input_tokens"] + priced["output_tokens"]
+    # a prefill pod's rows carry only the prompt tokens it prefilled (counted once: the
+    # decode pod's rows carry the request's tokens)
+    priced["tokens"] = priced["input_tokens"] + priced["output_tokens"] + priced.get(
+        "prefill_tokens", 0)
     priced["nano"] = priced["input_nano"] + priced["output_nano"]
     groups = priced.groupby(["pod", "tenant", "model", "feature"], sort=True).agg(
         nano=("nano", "sum"), tokens=("tokens", "sum"), requests=("requests", "sum")
@@ -159,9 +184,10 @@ def focus_rows(allocation: Allocation, period: Period) -> list[dict[str, Any]]:
     for pod in allocation.pods.to_dict("records"):
         mine = groups[groups["pod"] == pod["pod"]]
         cents = to_cents(mine["nano"].to_numpy(dtype="int64"), int(pod["allocated_cents"]))
+        what = f"GPU time, {pod['role']}" if pod.get("role") else "GPU time"
         for row, part in zip(mine.to_dict("records"), cents, strict=True):
             cost = f"{int(part) / 100:.2f}"
-            rows.append(common | {"ChargeCategory": "Usage", "ChargeDescription": "GPU time",
+            rows.append(common | {"ChargeCategory": "Usage", "ChargeDescription": what,
                                   "BilledCost": cost, "EffectiveCost": cost,
                                   "ConsumedQuantity": int(row["tokens"]),
                                   "ResourceId": row["pod"], "x_Tenant": row["tenant"],

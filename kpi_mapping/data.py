@@ -46,10 +46,11 @@ def usage(store: Store, start: datetime, end: datetime, tenants: Sequence[str] =
 
 
 def pod_hours(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
-    """The roll-up's pod-hours (busy time) of [start, end)."""
-    query = select(col(LedgerHour.pod), col(LedgerHour.hour),
-                   col(LedgerHour.busy_seconds)).where(
-        col(LedgerHour.hour) >= start, col(LedgerHour.hour) < end)
+    """The roll-up's pod-hours (busy time, and what sets the pod's role) of [start, end)."""
+    table = LedgerHour.__table__  # type: ignore[attr-defined]
+    names = ("pod", "hour", "busy_seconds", "requests", "prefills", "role")
+    query = select(*(table.c[name] for name in names)).where(
+        table.c.hour >= start, table.c.hour < end)
     with store.engine.connect() as conn:
         frame = pd.read_sql(query, conn)
     return utc(frame, "hour")

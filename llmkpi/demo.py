@@ -187,15 +187,42 @@ def run_demo(seconds: float, rps: float, workdir: Path, months: int = 12,
 
 
 
+PREFILL_POD = LIVE_POD + "-prefill"
+
+
+def price_prefill_pod(database: str) -> None:
+    """--serving pd: the prefill pod is priced as the live pod is (its latest GPU inventory
+    row, copied), so the cost report's roles have a bill each."""
+    from sqlmodel import select
+
+    from collectors.store import Store
+    from collectors.tables import GpuAllocation
+
+    store = Store.open_existing(database)
+    try:
+        with store.write_session() as session:
+            rows = session.exec(select(GpuAllocation).where(
+                GpuAllocation.pod == LIVE_POD)).all()
+            if not rows:
+                return
+            latest = max(rows, key=lambda row: row.valid_from)
+            store.upsert(session, GpuAllocation, [{**latest.model_dump(), "pod": PREFILL_POD}])
+    finally:
+        store.close()
+
+
 def _serving(workdir: Path, database: str, logs: Path, pd: bool,
              ports: tuple[int, int, int]) -> tuple[list[processes.Started],
                                                    dict[str, tuple[str, dict[str, str]]]]:
     """The simulator and the sidecar in front (with --serving pd, a prefill engine too, its
-    own sidecar, and the gateway's endpoint picker), and what Prometheus scrapes of them."""
+    own sidecar in the prefill path as llm-d's routing sidecar calls it, and the gateway's
+    endpoint picker), and what Prometheus scrapes of them."""
     sim_port, sidecar_port, metrics_port = ports
+    prefill_port, prefill_metrics = processes.free_port(), processes.free_port()
+    via = ("--prefill-via", f"http://127.0.0.1:{prefill_port}") if pd else ()
     started = [processes.start("simulator", ["simulate", "--port", str(sim_port),
                                              "--profile", "demo-live", "--seed", "7",
-                                             *(PD_SIMULATOR if pd else ())], logs)]
+                                             *(PD_SIMULATOR if pd else ()), *via], logs)]
     started.append(processes.start("sidecar", [
         "sidecar", "--upstream", f"http://127.0.0.1:{sim_port}", "--port", str(sidecar_port),
         "--metrics-port", str(metrics_port), "--tenant-aliases", str(_alias_file(workdir)),
@@ -204,15 +231,17 @@ def _serving(workdir: Path, database: str, logs: Path, pd: bool,
         env={"LLMKPI_DATABASE_URL": database, "LLMKPI_POD": LIVE_POD,
              **({"LLMKPI_ROLE": "decode"} if pd else {})}))
     targets = {"llmkpi-sidecar": (f"127.0.0.1:{metrics_port}", {"pod": LIVE_POD})}
-    if pd:  # the prefill pod's sidecar (its engine metrics) and the gateway's picker
-        prefill_port, prefill_metrics = processes.free_port(), processes.free_port()
+    if pd:  # the prefill pod's sidecar (its prefills, its engine) and the gateway's picker
+        price_prefill_pod(database)
         started.append(processes.start("sidecar-prefill", [
             "sidecar", "--upstream", f"http://127.0.0.1:{sim_port}/prefill", "--port",
             str(prefill_port), "--metrics-port", str(prefill_metrics),
-            "--engine-poll-seconds", "1"], logs,
-            env={"LLMKPI_POD": LIVE_POD + "-prefill", "LLMKPI_ROLE": "prefill"}))
+            "--tenant-aliases", str(_alias_file(workdir)), "--engine-poll-seconds", "1",
+            "--journal", str(workdir / "journal-prefill"), "--ledger"], logs,
+            env={"LLMKPI_DATABASE_URL": database, "LLMKPI_POD": PREFILL_POD,
+                 "LLMKPI_ROLE": "prefill"}))
         targets["llmkpi-sidecar-prefill"] = (f"127.0.0.1:{prefill_metrics}",
-                                             {"pod": LIVE_POD + "-prefill"})
+                                             {"pod": PREFILL_POD})
         targets["epp"] = (f"127.0.0.1:{sim_port}/epp/metrics", {})
     return started, targets
 

@@ -203,7 +203,8 @@ def nginx_config(settings: SidecarSettings, folder: Path) -> NginxConfig:
         tenant_secret=settings.tenant_header_secret,
         pod=settings.sinks.pod, sample_ratio=settings.sinks.tracing.sample_ratio,
         capture_content=settings.sinks.tracing.capture_content,
-        workers=settings.nginx_workers, max_body_mib=settings.max_body_mib)
+        workers=settings.nginx_workers, max_body_mib=settings.max_body_mib,
+        role=settings.role)
 
 
 def run_nginx_sidecar(settings: SidecarSettings, exporter: PrometheusExporter) -> None:

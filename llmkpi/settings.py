@@ -247,6 +247,15 @@ DATA_PLANES = ("python", "nginx")
 ROLES = ("", "prefill", "decode")
 
 
+def pod_role(env: Env) -> str:
+    """LLMKPI_ROLE, checked: the engine's part in P/D disaggregation (sidecar and plugin)."""
+    role = env.get_str("LLMKPI_ROLE", "")
+    if role not in ROLES:
+        raise ValueError(f"LLMKPI_ROLE {role!r} must be one of prefill, decode,"
+                         " or empty (one pod does both)")
+    return role
+
+
 @dataclass(frozen=True)
 class SidecarSettings:
     upstream: str
@@ -321,11 +330,8 @@ class SidecarSettings:
             web_config=web_config(_opt_str(flags.get("web_config_file")), env),
             max_body_mib=int(str(pick("max_body_mib", env.get_int("LLMKPI_MAX_BODY_MIB", 32,
                                                                    1)))),
-            role=env.get_str("LLMKPI_ROLE", ""),
+            role=pod_role(env),
         )
-        if settings.role not in ROLES:
-            raise ValueError(f"LLMKPI_ROLE {settings.role!r} must be one of prefill, decode,"
-                             " or empty (one pod does both)")
         settings.trust()  # a bad network fails here, naming it
         if settings.data_plane not in DATA_PLANES:
             raise ValueError(f"--data-plane {settings.data_plane!r} must be one of"
@@ -348,6 +354,7 @@ class PluginSettings:
     sinks: SinkSettings
     journal: Path | None = None  # one folder per vLLM process (docs/record-contract.md)
     web_config: WebConfig | None = None
+    role: str = ""  # LLMKPI_ROLE: prefill, decode, "" for both
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> PluginSettings:
@@ -360,6 +367,7 @@ class PluginSettings:
             sinks=SinkSettings.from_env(env, "llmkpi-vllm-plugin"),
             journal=Path(journal) if journal else None,
             web_config=web_config(None, env),
+            role=pod_role(env),
         )
 
 

@@ -58,6 +58,7 @@ class LlmkpiStatLogger(LlmkpiStatLoggerBase):
         self.settings = PluginSettings.from_env()
         self.snapshot_interval = self.settings.snapshot_seconds
         self.pod = self.settings.sinks.pod
+        self.role = self.settings.role
         super().__init__(vllm_config, engine_index)
         _loggers.append(self)
 

@@ -315,10 +315,25 @@ KPI_REFRESH_FAILURES = _m(
     "kpi_refresh_failures_total", "counter", "refreshes",
     "Refreshes that failed (the gauges keep their last values).", ())
 
+# a prefill-role sidecar (LLMKPI_ROLE=prefill) sees the requests a decode pod's routing
+# sidecar sends for their prefill: counted here, never as clients' requests or tokens
+REMOTE_PREFILLS = _m(
+    "remote_prefills_total", "counter", "requests",
+    "Requests this prefill-role engine prefilled for a decode engine (P/D disaggregation),"
+    " by outcome; the client's request is counted once, by the decode pod's sidecar.",
+    (*REQUEST_LABELS, "outcome"))
+REMOTE_PREFILL_TIME = _m(
+    "remote_prefill_seconds", "histogram", "seconds",
+    "Seconds a prefill-role engine took for one remote prefill, as its sidecar saw it.",
+    REQUEST_LABELS, TTFT_BUCKETS)
+REMOTE_PREFILL_TOKENS = _m(
+    "remote_prefill_prompt_tokens_total", "counter", "tokens",
+    "Prompt tokens this prefill-role engine prefilled for decode engines.", REQUEST_LABELS)
 REQUEST_METRICS = (TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, E2E_REQUEST_LATENCY,
                    REQUEST_QUEUE_TIME, REQUEST_PREFILL_TIME, REQUESTS, PROMPT_TOKENS,
                    GENERATION_TOKENS,
-                   CACHED_PROMPT_TOKENS)
+                   CACHED_PROMPT_TOKENS, REMOTE_PREFILLS, REMOTE_PREFILL_TIME,
+                   REMOTE_PREFILL_TOKENS)
 ENGINE_METRICS = (ENGINE_UP, ENGINE_KV_CACHE_USAGE, ENGINE_REQUESTS_RUNNING,
                   ENGINE_REQUESTS_WAITING, ENGINE_PREEMPTIONS, ENGINE_PREFIX_CACHE_QUERIES,
                   ENGINE_PREFIX_CACHE_HITS, ENGINE_INFO, ENGINE_DP_ENGINES,

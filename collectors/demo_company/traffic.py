@@ -277,7 +277,8 @@ def rolled(sample: pd.DataFrame, thin: int, start_us: int, hours: int, rng: np.r
     for i, name in enumerate(outcomes):
         rows[name] = parts[:, i]
     rows["requests"] = n
-    for name in ("input_tokens", "cached_tokens", "output_tokens", "prefill_us", "decode_us"):
+    for name in ("input_tokens", "cached_tokens", "output_tokens", "prefill_us", "decode_us",
+                 "prefills", "prefill_tokens", "queue_us"):
         rows[name] = np.rint(rows[name].to_numpy() * ratio).astype(np.int64)
     rows["ttft_counts"] = _scaled(rows["ttft_counts"], ratio, len(usage.TTFT_BOUNDS) + 1)
     rows["itl_counts"] = _scaled(rows["itl_counts"], ratio, len(usage.ITL_BOUNDS) + 1)
@@ -305,7 +306,7 @@ def _pod_hours(pod_hours: pd.DataFrame, rows: pd.DataFrame, sample: pd.DataFrame
                start_us: int) -> pd.DataFrame:
     sums = rows.groupby(["pod", "hour"], sort=True)[
         ["requests", "ok", "failed", "throttled", "cancelled", "input_tokens",
-         "output_tokens"]].sum()
+         "output_tokens", "prefills"]].sum()
     out = pod_hours.set_index(["pod", "hour"])
     ratio = (sums["requests"] / out["requests"]).reindex(out.index).fillna(1.0).to_numpy()
     for name in sums.columns:

@@ -38,7 +38,8 @@ SECONDS = ("time_to_first_token", "mean_inter_token_latency", "queue_time", "pre
            "decode_time")
 TOKENS = ("prompt_tokens", "output_tokens", "cached_prompt_tokens")
 LIMITS = {"request_id": 128, "tenant": 64, "model": 256}
-COLUMNS = (*REQUIRED, *OPTIONAL_TEXT, *SECONDS, *TOKENS)
+ROLES = ("", "prefill", "decode")  # RequestRecord.role
+COLUMNS = (*REQUIRED, *OPTIONAL_TEXT, *SECONDS, *TOKENS, "role")
 
 Fail = Callable[[str, str], BadInputError]
 
@@ -115,6 +116,10 @@ def _row(get: Callable[[str], str], fail: Fail) -> LedgerRow:
     arrival, finish = _moment(get, fail, "arrival"), _moment(get, fail, "finish")
     if finish < arrival:
         raise fail("finish", f"{finish.isoformat()} is before arrival")
+    role = get("role").lower()
+    if role not in ROLES:
+        raise fail("role", f"{role!r} is not one of prefill, decode (or empty)")
+    values["role"] = role
     outcome = get("outcome").lower()
     if outcome not in OUTCOMES:
         raise fail("outcome", f"{outcome!r} is not one of {', '.join(OUTCOMES)}")

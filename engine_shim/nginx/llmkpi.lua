@@ -565,7 +565,7 @@ function M.finish()
         ',"trace_id":', str(ctx.trace_id), ',"span_id":', str(ctx.span_id),
         ',"parent_span_id":', str(ctx.parent_span_id),
         ',"trace_sampled":', tostring(ctx.sampled), ',"pod":', str(settings.pod),
-        spans, ',"source":"sidecar","extra":{', concat(extra, ","), '}}'})
+        ',"role":', str(settings.role or ""), spans, ',"source":"sidecar","extra":{', concat(extra, ","), '}}'})
 end
 
 -- a body over client_max_body_size (nginx refuses it by its Content-Length before the

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from engine_shim.simulator.engine import Engine, Sequence, prefix_block_hashes
@@ -45,12 +46,19 @@ class Disaggregation:
     asks), its KV crosses at `bandwidth_gb_s` (Llama-3-8B in BF16 holds 128 KiB of KV per
     token: 32 layers x 8 KV heads x 128 x K and V x 2 bytes), the decode engine waits for it
     (reason=deferred) and then generates. Every `fail_every`-th transfer fails: the decode
-    engine prefills itself (vLLM's recompute policy) and the prefill side's lease expires."""
+    engine prefills itself (vLLM's recompute policy) and the prefill side's lease expires.
+
+    With `prefill_via` (a base URL: the prefill pod as the decode pod reaches it, e.g. through
+    its own llmkpi sidecar in front of this server's /prefill) the prefill is an HTTP request
+    there, as llm-d's routing sidecar sends it: the client's body and headers, max_tokens 1,
+    not streamed, kv_transfer_params.do_remote_decode. A prefill that fails there is
+    recomputed by the decode engine, as a failed transfer is."""
 
     prefill_engines: int = 1
     bandwidth_gb_s: float = 25.0
     kv_bytes_per_token: int = 131_072
     fail_every: int = 0
+    prefill_via: str = ""
 
     def seconds(self, tokens: int) -> float:
         return tokens * self.kv_bytes_per_token / (self.bandwidth_gb_s * 1e9)
@@ -79,6 +87,7 @@ class Simulator:
         self.seed = seed
         self._counter = itertools.count()
         self.created = int(time.time())
+        self._client: aiohttp.ClientSession | None = None
 
     # -- routes ----------------------------------------------------------------------------
     async def models(self, _request: web.Request) -> web.Response:
@@ -125,23 +134,53 @@ class Simulator:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=True)
 
+    async def prefill_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False, prefill=True)
+
+    async def prefill_chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True, prefill=True)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
     # -- generation ------------------------------------------------------------------------
-    async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+    async def _generate(self, request: web.Request, chat: bool,
+                        prefill: bool = False) -> web.StreamResponse:
+        """A request to the decode (or only) engines; with `prefill`, one to the prefill
+        pod (P/D mode): one token on a prefill engine, its KV left for the decode side."""
         try:
             body = await self._parse(request, chat)
+            # what llm-d's routing sidecar sends a prefill pod: served as a prefill here too,
+            # so a misrouted one never asks for another remote prefill (no loop)
+            params = body.get("kv_transfer_params")
+            prefill = prefill or (isinstance(params, dict) and bool(params.get(
+                "do_remote_decode")))
+            if prefill and not self.prefill_engines:
+                raise BadRequestError("a remote prefill (kv_transfer_params.do_remote_decode)"
+                                      " needs P/D mode (--pd)")
+            if prefill:
+                body = {**body, "max_tokens": 1, "stream": False}
+                body.pop("max_completion_tokens", None)
             seq, words = self._sequence(body)
         except BadRequestError as exc:
             return _error(exc)
+        if prefill:
+            engine = _least_loaded(self.prefill_engines)
+            engine.submit(seq)
+            try:
+                return await self._whole(seq, words, self._meta(chat), chat)
+            finally:
+                if not seq.finished:
+                    engine.abort(seq)
         stream = bool(body.get("stream"))
         options = body.get("stream_options") or {}
         include_usage = stream and isinstance(options, dict) and bool(options.get("include_usage"))
-        prefix = "chatcmpl" if chat else "cmpl"
-        meta = {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()),
-                "model": self.served_model}
+        meta = self._meta(chat)
         engine = _least_loaded(self.engines)
         self.picker.routed(self.pd is not None)
         if self.pd is not None:
-            await self._prefill_elsewhere(seq, engine, self.pd)
+            await self._prefill_elsewhere(seq, engine, self.pd, request, body, chat)
         engine.submit(seq)
         try:
             if stream:
@@ -151,9 +190,42 @@ class Simulator:
             if not seq.finished:
                 engine.abort(seq)
 
-    async def _prefill_elsewhere(self, seq: Sequence, decode: Engine,
-                                 pd: Disaggregation) -> None:
+    def _meta(self, chat: bool) -> dict[str, Any]:
+        prefix = "chatcmpl" if chat else "cmpl"
+        return {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()),
+                "model": self.served_model}
+
+    async def _prefill_elsewhere(self, seq: Sequence, decode: Engine, pd: Disaggregation,
+                                 request: web.Request, body: dict[str, Any],
+                                 chat: bool) -> None:
         """Prefill on a prefill engine, then move the KV to `decode` (see Disaggregation)."""
+        if pd.prefill_via:  # where it ran is the prefill pod's business: one of its engines
+            prefilled = await self._prefill_over_http(pd.prefill_via, request, body, chat)
+            prefill = self.prefill_engines[self.transfers % len(self.prefill_engines)]
+        else:
+            prefill = await self._prefill_here(seq)
+            prefilled = True
+        self.transfers += 1
+        failed = not prefilled or (pd.fail_every > 0 and self.transfers % pd.fail_every == 0)
+        seconds = pd.seconds(seq.prompt_tokens)
+        seq.arrival = asyncio.get_running_loop().time()  # the decode engine has it from now
+        decode.deferred += 1  # waiting on its KV, as vLLM's reason="deferred" counts it
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            decode.deferred -= 1
+        metrics = decode.metrics
+        if not prefilled:
+            metrics.nixl_failed.add()  # nothing to fetch: the decode engine recomputes
+        elif failed:
+            metrics.nixl_failed.add()
+            prefill.metrics.nixl_expired.add()  # the KV it holds is never fetched
+        else:
+            metrics.nixl_xfer.observe(seconds)
+            metrics.nixl_bytes.observe(float(seq.prompt_tokens * pd.kv_bytes_per_token))
+            seq.external_tokens = seq.prompt_tokens
+
+    async def _prefill_here(self, seq: Sequence) -> Engine:
         prefill = _least_loaded(self.prefill_engines)
         remote = Sequence(request_id=seq.request_id + "-prefill", prompt_tokens=seq.prompt_tokens,
                           output_limit=1, finish_reason="length", arrival=seq.arrival,
@@ -165,23 +237,28 @@ class Simulator:
         finally:
             if not remote.finished:
                 prefill.abort(remote)
-        self.transfers += 1
-        failed = pd.fail_every > 0 and self.transfers % pd.fail_every == 0
-        seconds = pd.seconds(seq.prompt_tokens)
-        seq.arrival = asyncio.get_running_loop().time()  # the decode engine has it from now
-        decode.deferred += 1  # waiting on its KV, as vLLM's reason="deferred" counts it
+        return prefill
+
+    async def _prefill_over_http(self, base: str, request: web.Request, body: dict[str, Any],
+                                 chat: bool) -> bool:
+        """The prefill request llm-d's routing sidecar sends; False when it failed."""
+        if self._client is None:
+            self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
+        ask = {key: value for key, value in body.items()
+               if key not in ("stream", "stream_options", "max_completion_tokens")}
+        ask.update(max_tokens=1, stream=False, kv_transfer_params={"do_remote_decode": True})
+        headers = {key: value for key, value in request.headers.items()
+                   if key.lower() not in HOP_HEADERS}
+        url = base.rstrip("/") + ("/v1/chat/completions" if chat else "/v1/completions")
         try:
-            await asyncio.sleep(seconds)
-        finally:
-            decode.deferred -= 1
-        metrics = decode.metrics
-        if failed:
-            metrics.nixl_failed.add()
-            prefill.metrics.nixl_expired.add()  # the KV it holds is never fetched
-        else:
-            metrics.nixl_xfer.observe(seconds)
-            metrics.nixl_bytes.observe(float(seq.prompt_tokens * pd.kv_bytes_per_token))
-            seq.external_tokens = seq.prompt_tokens
+            async with self._client.post(url, json=ask, headers=headers) as answer:
+                await answer.read()
+                if answer.status == 200:
+                    return True
+                log.warning("remote prefill at %s answered %d", url, answer.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("remote prefill at %s failed: %s", url, exc)
+        return False
 
     async def _parse(self, request: web.Request, chat: bool) -> dict[str, Any]:
         try:
@@ -301,6 +378,11 @@ class Simulator:
                                   "usage": self._usage(seq), **self._timings(seq)})
 
 
+# not forwarded to the prefill pod: the connection's own, and what aiohttp sets for the body
+HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection",
+                         "keep-alive", "accept-encoding", "content-type"})
+
+
 def _least_loaded(engines: list[Engine]) -> Engine:
     return min(engines, key=lambda e: len(e.running) + len(e.waiting) + e.deferred)
 
@@ -319,6 +401,8 @@ def build_app(simulator: Simulator) -> web.Application:
     # the prefill pod's own face, so a sidecar can stand in front of it (--upstream .../prefill)
     app.router.add_get("/prefill/v1/models", simulator.models)
     app.router.add_get("/prefill/health", simulator.health)
+    app.router.add_post("/prefill/v1/completions", simulator.prefill_completions)
+    app.router.add_post("/prefill/v1/chat/completions", simulator.prefill_chat_completions)
     app.router.add_get("/epp/metrics", simulator.epp_metrics)
     app.router.add_post("/v1/completions", simulator.completions)
     app.router.add_post("/v1/chat/completions", simulator.chat_completions)
@@ -330,6 +414,7 @@ def build_app(simulator: Simulator) -> web.Application:
         yield
         for task in tasks:
             task.cancel()
+        await simulator.close()
 
     app.cleanup_ctx.append(engine_task)
     return app

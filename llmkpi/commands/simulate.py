@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--pd: GB/s the KV cache crosses at (25)")
     parser.add_argument("--kv-fail-every", type=int, default=0, metavar="N",
                         help="--pd: every Nth KV transfer fails (0: none)")
+    parser.add_argument("--prefill-via", default="", metavar="URL",
+                        help="--pd: send each prefill as an HTTP request to URL (the prefill"
+                        " pod, e.g. its llmkpi sidecar in front of this server's /prefill), as"
+                        " llm-d's routing sidecar does; default: in process")
     parser.add_argument("--per-request-metrics", action="store_true",
                         help="return each request's engine timings in the response, as vLLM's"
                         " --enable-per-request-metrics does (the sidecar records them)")
@@ -35,12 +39,14 @@ def disaggregation(args: argparse.Namespace) -> Any:
     from engine_shim.simulator.server import Disaggregation
 
     if args.pd is None:
+        if args.prefill_via:
+            raise ValueError("--prefill-via needs --pd")
         return None
     if args.pd < 1 or args.kv_bandwidth_gbps <= 0 or args.kv_fail_every < 0:
         raise ValueError("--pd needs at least 1 prefill engine, --kv-bandwidth-gbps above 0"
                          " and --kv-fail-every of 0 or more")
     return Disaggregation(prefill_engines=args.pd, bandwidth_gb_s=args.kv_bandwidth_gbps,
-                          fail_every=args.kv_fail_every)
+                          fail_every=args.kv_fail_every, prefill_via=args.prefill_via)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from tests.integration.store_fixtures import store  # noqa: F401 - the two-datab
 SIDECAR_SUITE = {"test_sidecar_fidelity", "test_sidecar_edges", "test_sidecar_openai",
                  "test_otel_traces", "test_ledger", "test_mixpanel_events",
                  "test_prometheus_scrape", "test_data_planes", "test_hostile_requests",
-                 "test_engine_timings"}
+                 "test_engine_timings", "test_pd_ledger"}
 PLANES = os.environ.get("LLMKPI_TEST_DATA_PLANES", "python,nginx").split(",")
 
 

@@ -78,8 +78,8 @@ DATA_PLANE = {"name": "python"}  # which data plane `sidecar` starts (named on i
 
 @contextlib.contextmanager
 def sidecar(tmp: Path, upstream: str, *extra: str,
-            env: dict[str, str] | None = None) -> Iterator[SidecarProc]:
-    port, metrics_port = processes.free_port(), processes.free_port()
+            env: dict[str, str] | None = None, port: int | None = None) -> Iterator[SidecarProc]:
+    port, metrics_port = port or processes.free_port(), processes.free_port()
     records = tmp / f"records-{port}.jsonl"
     plane: tuple[str, ...] = () if "--data-plane" in extra else ("--data-plane",
                                                                   DATA_PLANE["name"])

@@ -66,6 +66,9 @@ def test_ledger_csv_and_json_lines_import_once(store: Store, tmp_path: Path) -> 
     ("missing.csv", "request_id,tenant\nq1,acme\n", 1, "model", "column is missing"),
     ("bad.jsonl", '{"request_id": "x"\n', 1, "(json)", "not valid JSON"),
     ("field.jsonl", '{"request_id": "x", "colour": "red"}\n', 1, "colour", "unknown field"),
+    ("role.jsonl", '{"request_id": "q1", "tenant": "a", "model": "m", "arrival":'
+     ' "2026-10-01T00:00:00Z", "finish": "2026-10-01T00:00:01Z", "outcome": "ok",'
+     ' "http_status": 200, "role": "encode"}\n', 1, "role", "not one of prefill, decode"),
 ])
 def test_bad_ledger_files_are_named_and_change_nothing(store: Store, tmp_path: Path,
                                                        name: str, content: str, line: int,
