@@ -26,7 +26,7 @@ from collectors.store import Store
 from collectors.tables import LedgerRow
 from kpi_mapping import data
 from kpi_mapping import slo as slo_eval
-from kpi_mapping.cost import allocate, allocate_usage, by, per_million_tokens
+from kpi_mapping.cost import allocate, allocate_usage, by, by_role, per_million_tokens
 from specs.slo import slo
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,8 @@ OUTCOMES = (("ok", 200), ("ok", 200), ("ok", 200), ("error", 503), ("rejected", 
 def _gpus() -> pd.DataFrame:
     rows = [("a", 2, 4.10, T0 - timedelta(days=1), T0 + timedelta(hours=2)),  # a price cut
             ("a", 2, 3.25, T0 + timedelta(hours=2), None),
-            ("b", 1, 0.85, T0 - timedelta(days=1), None)]
+            ("b", 1, 0.85, T0 - timedelta(days=1), None),
+            ("pf", 1, 2.00, T0 - timedelta(days=1), None)]
     return pd.DataFrame([{"pod": p, "gpu_type": "H100", "gpu_count": n,
                           "dollars_per_gpu_hour": price, "valid_from": pd.Timestamp(lo),
                           "valid_to": pd.Timestamp(hi) if hi else pd.NaT}
@@ -59,11 +60,15 @@ def row(n: int, pod: str, start_us: int, e2e: float, ttft: float | None, gaps: l
             "prefill_time": None, "decode_time": None, "prompt_tokens": prompt,
             "output_tokens": len(gaps) + 1, "cached_prompt_tokens": min(cached, prompt),
             "mean_inter_token_latency": sum(gaps) / len(gaps) if gaps else None,
-            "itl_counts": usage.gap_counts(gaps)}
+            "itl_counts": usage.gap_counts(gaps), "role": ROLES.get(pod, "")}
+
+
+# P/D: pod pf prefills for pod b, which decodes; pod a does both
+ROLES = {"pf": "prefill", "b": "decode"}
 
 
 requests = st.lists(st.tuples(
-    st.sampled_from(["a", "b"]), st.integers(0, 4 * 3600 * 10**6 - 1),
+    st.sampled_from(["a", "b", "pf"]), st.integers(0, 4 * 3600 * 10**6 - 1),
     st.floats(0.001, 900.0), st.one_of(st.none(), st.floats(0.0, 2.0)),
     st.lists(st.floats(0.001, 0.2), max_size=6), st.sampled_from(["t1", "t2", "t3"]),
     st.sampled_from(["chat", "search"]), st.integers(0, len(OUTCOMES) - 1),
@@ -107,6 +112,11 @@ def check(store: Store, rows: list[dict[str, Any]], batches: int) -> None:
     memory_busy = memory_hours[memory_hours["hour"] < pd.Timestamp(END)].sort_values(
         ["pod", "hour"])["busy_seconds"].tolist()
     assert stored_hours.sort_values(["pod", "hour"])["busy_seconds"].tolist() == memory_busy
+    for name in ("requests", "prefills", "role"):  # prefills counted apart, roles kept
+        assert stored_hours.sort_values(["pod", "hour"])[name].tolist() == memory_hours[
+            memory_hours["hour"] < pd.Timestamp(END)].sort_values(["pod", "hour"])[
+            name].tolist(), name
+    pd.testing.assert_frame_equal(by_role(from_store), by_role(from_raw))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -128,7 +138,7 @@ def test_the_roll_up_prices_and_judges_what_raw_rows_do(items: list[tuple[Any, .
 
 def test_on_postgresql_too(store: Store) -> None:
     rng = random.Random(7)
-    rows = [row(n, rng.choice("ab"), rng.randrange(4 * 3600 * 10**6), rng.uniform(0.01, 900),
+    rows = [row(n, rng.choice(["a", "b", "pf"]), rng.randrange(4 * 3600 * 10**6), rng.uniform(0.01, 900),
                 rng.choice([None, rng.uniform(0, 2)]),
                 [rng.uniform(0.001, 0.2) for _ in range(rng.randrange(6))],
                 rng.choice(["t1", "t2", "t3"]), rng.choice(["chat", "search"]),
