@@ -22,6 +22,7 @@ class LiveQuery:
     promql: str
     unit: Literal["seconds", "ratio", "budget"]  # budget: remaining error budget, may be < 0
     name_by: str | None = None  # a label of the answer that names it (the SLO of a budget)
+    group: str = "health"  # health: the live row; ttft: where first tokens' time goes
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,7 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
                      "cost, fully loaded": st.column_config.NumberColumn(format="dollar"),
                      "cost, busy-time": st.column_config.NumberColumn(format="dollar"),
                      "tokens": st.column_config.NumberColumn(format="localized")})
+    _roles(view.roles)
     basis = "fully loaded, idle shared by cost" if view.margin_basis == "fully_loaded" \
         else "busy-time only, idle not shared"
     st.markdown(f"**Gross margin per tenant** (revenue − GPU cost) / revenue · {basis}")
@@ -109,3 +110,34 @@ def render(view: CostView | None, history: pd.DataFrame, filtered: bool) -> None
     else:
         with st.container(key="margin-chart"):
             st.vega_lite_chart(*charts.margins(view.margin), width="stretch")
+
+
+def _roles(roles: pd.DataFrame) -> None:
+    """The fleet's bill by role in P/D disaggregation (kpi_mapping.cost.by_role); nothing
+    when no pod has a role."""
+    if roles.empty:
+        return
+    st.markdown("**By role** · prefill and decode on separate pods (the whole fleet)")
+    table = pd.DataFrame({
+        "role": roles["name"], "pods": roles["pods"],
+        "bill": roles["bill_cents"] / 100, "idle": roles["idle_cents"] / 100,
+        "busy": (roles["busy_gpu_s"] / roles["provisioned_gpu_s"].where(
+            roles["provisioned_gpu_s"] > 0)),
+        "work": ["prompt tokens prefilled" if r == "prefill" else "output tokens"
+                 if r == "decode" else "input + output tokens" for r in roles["role"]],
+        "tokens": roles["tokens"], "$/M of its work": roles["per_m_tokens"],
+        "queue per request": roles["queue_s_per_request"]})
+    with st.container(key="cost-roles"):
+        st.dataframe(table, hide_index=True, column_config={
+            "bill": st.column_config.NumberColumn(format="dollar"),
+            "idle": st.column_config.NumberColumn(format="dollar"),
+            "busy": st.column_config.NumberColumn(format="percent"),
+            "tokens": st.column_config.NumberColumn(format="localized"),
+            "$/M of its work": st.column_config.NumberColumn(format="$%.4f"),
+            "queue per request": st.column_config.NumberColumn(format="%.3f s")})
+        st.caption("A prefill pod's GPU time is charged to the prompt tokens it prefilled, a"
+                   " decode pod's to output tokens; each request and its tokens are counted"
+                   " once (by the decode pod). $/M here is the role's own bill, its idle"
+                   " included, per token of its work. Queue per request on decode pods holds"
+                   " the wait for the KV transfer; the Disaggregated serving dashboard shows"
+                   " the transfers themselves.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from kpi_mapping.cost import (
     Allocation,
     NoGpuInventoryError,
     by,
+    by_role,
     fleet_per_million,
     margin_by_tenant,
     over_hours,
@@ -154,6 +155,9 @@ class CostView:
     margin_basis: str
     revenue_note: str | None = None  # how monthly revenue was prorated to the period
     projected_bill: float | None = None  # a running period: its bill so far, at this rate
+    # P/D disaggregation: the fleet's bill by the pods' role (kpi_mapping.cost.by_role);
+    # empty when no pod has one. Pods' bills are the fleet's: filters leave them
+    roles: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _filtered(allocation: Allocation, filters: Filters) -> Allocation:
@@ -265,7 +269,8 @@ def cost(whole: Priced | None, filters: Filters,
         fleet_per_million=fleet_per_million(allocation),
         models=_dollars(models, "model"), tenants=_dollars(by(allocation, "tenant"), "tenant"),
         features=_dollars(by(allocation, "feature"), "feature"), margin=margin,
-        margin_basis=margin_basis)
+        margin_basis=margin_basis,
+        roles=by_role(full) if (full.pods["role"] != "").any() else pd.DataFrame())
 
 
 COST_KINDS = ("input", "output", "blended")

@@ -75,10 +75,28 @@ def render(view: ServingView, uptime: Value, period: str,
                                              ttft_slo), width="stretch")
     if live is not None:
         st.markdown("**Live, from Prometheus**")
-        columns = st.columns(max(1, len(live)))
-        for column, item in zip(columns, live, strict=False):
-            column.metric(item.query.label, live_text(item), help=item.query.promql)
-            if item.names:
-                column.caption(item.names)
-            if item.problem:
-                column.caption(item.problem)
+        _tiles([item for item in live if item.query.group != "ttft"])
+        split = [item for item in live if item.query.group == "ttft"]
+        if split:
+            with st.container(key="ttft-split"):
+                st.markdown("**Where first tokens' time goes** (live, the fleet, last 15 min)")
+                _tiles(split)
+                st.caption(TTFT_SPLIT)
+
+
+TTFT_SPLIT = (
+    "Mean TTFT = the serving engine's queue (on a P/D decode engine it holds the wait for the"
+    " KV cache from the prefill pod) + its prefill (scheduled to first token; on a decode"
+    " engine one step) + what lies before the engine: network, gateway, sidecar and, with"
+    " P/D, the remote prefill. The engine's two spans need its per-request metrics (vLLM"
+    " --enable-per-request-metrics); without them they read \"no series yet\".")
+
+
+def _tiles(items: list[LiveValue]) -> None:
+    columns = st.columns(max(1, len(items)))
+    for column, item in zip(columns, items, strict=False):
+        column.metric(item.query.label, live_text(item), help=item.query.promql)
+        if item.names:
+            column.caption(item.names)
+        if item.problem:
+            column.caption(item.problem)

@@ -207,6 +207,7 @@ def price_prefill_pod(database: str) -> None:
                 return
             latest = max(rows, key=lambda row: row.valid_from)
             store.upsert(session, GpuAllocation, [{**latest.model_dump(), "pod": PREFILL_POD}])
+            session.commit()
     finally:
         store.close()
 

@@ -116,10 +116,7 @@ def _row(get: Callable[[str], str], fail: Fail) -> LedgerRow:
     arrival, finish = _moment(get, fail, "arrival"), _moment(get, fail, "finish")
     if finish < arrival:
         raise fail("finish", f"{finish.isoformat()} is before arrival")
-    role = get("role").lower()
-    if role not in ROLES:
-        raise fail("role", f"{role!r} is not one of prefill, decode (or empty)")
-    values["role"] = role
+    values["role"] = _role(get, fail)
     outcome = get("outcome").lower()
     if outcome not in OUTCOMES:
         raise fail("outcome", f"{outcome!r} is not one of {', '.join(OUTCOMES)}")
@@ -136,6 +133,13 @@ def _row(get: Callable[[str], str], fail: Fail) -> LedgerRow:
         raise fail("time_to_first_token", f"{ttft:g} s is longer than the request ({e2e:g} s)")
     return LedgerRow(arrival=arrival, finish=finish, outcome=outcome, http_status=int(status),
                      e2e_latency=e2e, **values)
+
+
+def _role(get: Callable[[str], str], fail: Fail) -> str:
+    role = get("role").lower()
+    if role not in ROLES:
+        raise fail("role", f"{role!r} is not one of prefill, decode (or empty)")
+    return role
 
 
 def _moment(get: Callable[[str], str], fail: Fail, name: str) -> datetime:

@@ -188,6 +188,57 @@ def test_empty_store_names_the_imports_that_fill_each_panel(tmp_path: Path) -> N
     assert len(at.expander) == 19 and not at.error
 
 
+def test_the_bill_by_role_on_a_pd_fleet(tmp_path: Path) -> None:
+    """tests/unit/test_cost_roles.py's two P/D requests, stored and rolled up: the page's
+    "By role" table shows its hand-computed figures."""
+    from datetime import timedelta
+
+    from collectors import rollup
+    from collectors.tables import GpuAllocation
+    from tests.unit.test_cost_roles import LEDGER, T0, T1
+
+    path = str(tmp_path / "pd.sqlite")
+    store = Store.open(path)
+    try:
+        with store.write_session() as session:
+            for n, item in enumerate(LEDGER.to_dict("records")):
+                arrival = item["arrival"].to_pydatetime()
+                session.add(LedgerRow(
+                    source="sidecar", request_id=f"r{n}", tenant=item["tenant"],
+                    model=item["model"], feature=item["feature"], endpoint="chat",
+                    pod=item["pod"], role=item["role"], arrival=arrival,
+                    finish=arrival + timedelta(seconds=item["e2e_latency"]), outcome="ok",
+                    http_status=200, time_to_first_token=item["time_to_first_token"],
+                    e2e_latency=item["e2e_latency"], queue_time=item["queue_time"],
+                    prompt_tokens=item["prompt_tokens"], output_tokens=item["output_tokens"],
+                    cached_prompt_tokens=0))
+            for pod in ("pf", "dc"):  # $36/GPU-hour for the hour the requests ran in
+                session.add(GpuAllocation(pod=pod, valid_from=T0, valid_to=T1,
+                                          gpu_type="H100", gpu_count=1,
+                                          dollars_per_gpu_hour=36.0))
+            session.commit()
+        rollup.refresh(store)
+    finally:
+        store.close()
+    at = page(PageConfig(path, slos=SLOS))
+    which = at.selectbox(key="period")
+    at = which.select_index(next(i for i, label in enumerate(which.options)
+                                 if label.startswith("2026-10"))).run()
+    assert "2026-10" in at.subheader[0].value
+    (roles,) = [d.value for d in at.dataframe if "$/M of its work" in d.value.columns]
+    table = roles.set_index("role")
+    # each pod's bill $36, the prefill pod's per prompt token prefilled ($36 / 1,500 × 1e6),
+    # the decode pod's per output token ($36 / 300 × 1e6); decode requests queued
+    # (0.5 + 0.2) / 2 s, their KV wait included
+    assert table.loc["prefill", ["bill", "tokens", "$/M of its work"]].tolist() == [
+        36.0, 1500, 24_000.0]
+    assert table.loc["decode", ["bill", "tokens", "$/M of its work"]].tolist() == [
+        36.0, 300, 120_000.0]
+    assert round(table.loc["decode", "queue per request"], 6) == 0.35
+    # two requests, not four: the prefill pod's rows are its work, not clients' requests
+    assert metric(at, "Requests") == "2"
+
+
 def test_a_missing_store_is_one_clear_error(tmp_path: Path) -> None:
     at = page(PageConfig(str(tmp_path / "nothing.sqlite")))
     assert [e.value for e in at.error] == [
@@ -202,7 +253,8 @@ def test_live_numbers_come_from_prometheus(database: str, tmp_path: Path) -> Non
                LiveQuery("Broken", "rate(", "seconds"),
                # an overspent budget: the tile clamps it and names the SLO
                LiveQuery("Budget", 'label_replace(vector(-1.5), "slo", "ttft", "", "")',
-                         "budget", name_by="slo"))
+                         "budget", name_by="slo"),
+               LiveQuery("Engine queue", "vector(0.12)", "seconds", group="ttft"))
     with prometheus(tmp_path, {}) as prom:
         at = page(PageConfig(database, prometheus_url=prom.url, live=queries))
     assert metric(at, "Answer") == "25.00 %"
@@ -211,6 +263,9 @@ def test_live_numbers_come_from_prometheus(database: str, tmp_path: Path) -> Non
     body = texts(at)
     assert "ttft" in body
     assert "no series yet" in body and "bad_data" in body
+    # the TTFT split is its own row, with what each part holds
+    assert metric(at, "Engine queue") == "120 ms"
+    assert "Where first tokens' time goes" in body and "KV cache from the prefill pod" in body
     port = processes.free_port()
     at = page(PageConfig(database, prometheus_url=f"http://127.0.0.1:{port}", live=queries))
     assert metric(at, "Answer") == "-" and f"cannot read http://127.0.0.1:{port}" in texts(at)

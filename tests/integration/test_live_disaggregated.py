@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from alerts import build as alert_build
+from app import live
+from llmkpi.commands.app import live_queries
 from alerts import config as alert_config
 from dashboards import build as dashboard_build
 from dashboards import panels
@@ -57,6 +59,13 @@ def test_the_disaggregated_dashboard_on_a_live_pd_stack(tmp_path: Path) -> None:
             failed = prom.query("sum(llmkpi_engine_kv_transfer_failures_total)")
             expired = prom.query("sum(llmkpi_engine_kv_expired_requests_total)")
             assert float(failed[0]["value"][1]) > 0 and float(expired[0]["value"][1]) > 0
+            # the page's live TTFT split: every part known, the parts add up to the mean
+            split = {v.query.label: v.value for v in live.read(prom.url, live_queries())
+                     if v.query.group == "ttft"}
+            assert all(value is not None and value > 0 for value in split.values()), split
+            ttft, queue, prefill, before = (split[k] for k in (
+                "Mean TTFT (15 m)", "Engine queue", "Engine prefill", "Before the engine"))
+            assert before == pytest.approx(ttft - queue - prefill, abs=1e-3)
             for group in prom.rule_groups():
                 for rule in group["rules"]:
                     assert rule["health"] == "ok", (rule.get("name"), rule.get("lastError"))

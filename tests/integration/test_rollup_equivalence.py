@@ -138,7 +138,8 @@ def test_the_roll_up_prices_and_judges_what_raw_rows_do(items: list[tuple[Any, .
 
 def test_on_postgresql_too(store: Store) -> None:
     rng = random.Random(7)
-    rows = [row(n, rng.choice(["a", "b", "pf"]), rng.randrange(4 * 3600 * 10**6), rng.uniform(0.01, 900),
+    rows = [row(n, rng.choice(["a", "b", "pf"]), rng.randrange(4 * 3600 * 10**6),
+                rng.uniform(0.01, 900),
                 rng.choice([None, rng.uniform(0, 2)]),
                 [rng.uniform(0.001, 0.2) for _ in range(rng.randrange(6))],
                 rng.choice(["t1", "t2", "t3"]), rng.choice(["chat", "search"]),
