@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from alerts import build as alert_build
-from app import live
-from llmkpi.commands.app import live_queries
 from alerts import config as alert_config
+from app import live
 from dashboards import build as dashboard_build
 from dashboards import panels
+from llmkpi.commands.app import live_queries
 from tests.integration.helpers import prometheus, sidecar, simulator
 from tests.integration.test_live_stack import DISAGGREGATED, drive, grafana_substitute
 
