@@ -63,9 +63,9 @@ def test_the_disaggregated_dashboard_on_a_live_pd_stack(tmp_path: Path) -> None:
             split = {v.query.label: v.value for v in live.read(prom.url, live_queries())
                      if v.query.group == "ttft"}
             assert all(value is not None and value > 0 for value in split.values()), split
-            ttft, queue, prefill, before = (split[k] for k in (
+            ttft, queue, engine_prefill, before = (split[k] for k in (
                 "Mean TTFT (15 m)", "Engine queue", "Engine prefill", "Before the engine"))
-            assert before == pytest.approx(ttft - queue - prefill, abs=1e-3)
+            assert before == pytest.approx(ttft - queue - engine_prefill, abs=1e-3)
             for group in prom.rule_groups():
                 for rule in group["rules"]:
                     assert rule["health"] == "ok", (rule.get("name"), rule.get("lastError"))
