@@ -37,11 +37,15 @@ NAME_TABLE: dict[str, tuple[Alias, ...]] = {
         Alias("vllm", "vllm:gpu_cache_usage_perc", "v0 engine and v1 before 0.9; removed"),
         Alias("sglang", "sglang:token_usage", "fraction of KV tokens in use"),
         Alias("trtllm", "trtllm_kv_cache_utilization", "TensorRT-LLM (Dynamo): 0-1"),
+        Alias("dynamo", "dynamo_component_kvstats_gpu_cache_usage_percent", "Dynamo worker:"
+              " a fraction 0-1 despite the name (its help text); no model label"),
     ),
     "requests_running": (
         Alias("vllm", "vllm:num_requests_running"),
         Alias("sglang", "sglang:num_running_reqs"),
         Alias("trtllm", "trtllm_num_requests_running"),
+        Alias("dynamo", "dynamo_component_inflight_requests", "Dynamo worker: requests its"
+              " generate handler serves", labels=(("dynamo_endpoint", "generate"),)),
         Alias("tgi", "tgi_batch_current_size", "TGI: batch size, no model label"),
     ),
     "requests_waiting": (
@@ -49,6 +53,8 @@ NAME_TABLE: dict[str, tuple[Alias, ...]] = {
               " transfer or the LoRA budget (reason=deferred)"),
         Alias("sglang", "sglang:num_queue_reqs"),
         Alias("trtllm", "trtllm_num_requests_waiting"),
+        Alias("dynamo", "dynamo_frontend_queued_requests", "Dynamo frontend: its HTTP queue"
+              " (its inflight_requests include these, so they are not read as running)"),
         Alias("tgi", "tgi_queue_size"),
     ),
     "requests_waiting_deferred": (
@@ -180,6 +186,7 @@ def snapshots_from_text(text: str, engine: str, now: float,
     series (data-parallel engines); ratios are averaged, and their maximum kept. `role` is
     the pod's (prefill, decode; LLMKPI_ROLE), unless the series say it (SGLang)."""
     found, engines, roles = _collect(text)
+    _fold_unlabelled(found)
     snapshots = []
     for model, fields in sorted(found.items()):
         values, matched, kinds = _combine(fields)
@@ -217,6 +224,19 @@ def _collect(text: str) -> tuple[Found, dict[str, set[str]], dict[str, str]]:
             if said:
                 roles[model] = said
     return found, engines, roles
+
+
+def _fold_unlabelled(found: Found) -> None:
+    """Series without a model label (Dynamo's kvstats, TGI's) belong to the only model the
+    text names: no second, "unknown" snapshot beside it. With several models they stay
+    apart (which model they measure cannot be known)."""
+    named = [model for model in found if model != UNKNOWN]
+    if UNKNOWN not in found or len(named) != 1:
+        return
+    into = found[named[0]]
+    for field_name, by_name in found.pop(UNKNOWN).items():
+        for name, series in by_name.items():
+            into.setdefault(field_name, {}).setdefault(name, series)
 
 
 def _combine(fields: dict[str, dict[str, list[float]]]

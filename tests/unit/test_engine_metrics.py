@@ -1,6 +1,10 @@
+from pathlib import Path
+
 import pytest
 
 from engine_shim.engine_metrics import NAME_TABLE, parse_exposition, snapshots_from_text
+
+DATA = Path(__file__).parents[1] / "data" / "exposition"
 
 VLLM_NEW = """
 # HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
@@ -193,3 +197,23 @@ def test_tensorrt_llm_names_and_its_engine_type_label_is_no_role() -> None:
     assert (snap.engine_kind, snap.kv_cache_usage, snap.requests_running,
             snap.requests_waiting) == ("trtllm", 0.62, 7, 2)
     assert snap.role == "decode"  # the pod's setting stands
+
+
+def test_dynamo_worker_and_frontend_names() -> None:
+    """A Dynamo vLLM worker: vLLM's own names win; Dynamo's kvstats carry no model label and
+    fold into the one model instead of an "unknown" second snapshot. Without vLLM's names
+    the worker's kvstats (a fraction, despite the name) and generate handler are read."""
+    worker = (DATA / "dynamo-vllm-worker.txt").read_text()
+    (snap,) = snapshots_from_text(worker, "e", 0.0)
+    assert (snap.model, snap.engine_kind, snap.kv_cache_usage, snap.requests_running,
+            snap.requests_waiting) == ("Qwen/Qwen3-0.6B", "vllm", 0.2501, 3, 1)
+    dynamo_only = "\n".join(line for line in worker.splitlines()
+                            if not line.startswith("vllm:"))
+    (snap,) = snapshots_from_text(dynamo_only, "e", 0.0)
+    # the generate handler's 3 in flight, not the admin endpoints'; kvstats 0.25 of 1
+    assert (snap.model, snap.engine_kind, snap.kv_cache_usage, snap.requests_running) == (
+        "Qwen/Qwen3-0.6B", "dynamo", 0.25, 3)
+    (front,) = snapshots_from_text((DATA / "dynamo-frontend.txt").read_text(), "e", 0.0)
+    # its queue is waiting; its in-flight count holds the queue too, so it is not running
+    assert (front.model, front.requests_waiting, front.requests_running) == (
+        "qwen/qwen3-0.6b", 2, None)
