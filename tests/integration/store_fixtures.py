@@ -48,3 +48,31 @@ def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
         out["alembic_version"] = [tuple(r) for r in conn.execute(
             text("SELECT version_num FROM alembic_version"))]
     return out
+
+
+def write_pd_fleet(store: Store) -> None:
+    """tests/unit/test_cost_roles.py's two P/D requests (a prefill pod pf, a decode pod dc,
+    $36 per GPU-hour each for the hour they ran in), stored and rolled up."""
+    from datetime import timedelta
+
+    from collectors import rollup
+    from collectors.tables import GpuAllocation, LedgerRow
+    from tests.unit.test_cost_roles import LEDGER, T0, T1
+
+    with store.write_session() as session:
+        for n, item in enumerate(LEDGER.to_dict("records")):
+            arrival = item["arrival"].to_pydatetime()
+            session.add(LedgerRow(
+                source="sidecar", request_id=f"r{n}", tenant=item["tenant"],
+                model=item["model"], feature=item["feature"], endpoint="chat",
+                pod=item["pod"], role=item["role"], arrival=arrival,
+                finish=arrival + timedelta(seconds=item["e2e_latency"]), outcome="ok",
+                http_status=200, time_to_first_token=item["time_to_first_token"],
+                e2e_latency=item["e2e_latency"], queue_time=item["queue_time"],
+                prompt_tokens=item["prompt_tokens"], output_tokens=item["output_tokens"],
+                cached_prompt_tokens=0))
+        for pod in ("pf", "dc"):
+            session.add(GpuAllocation(pod=pod, valid_from=T0, valid_to=T1, gpu_type="H100",
+                                      gpu_count=1, dollars_per_gpu_hour=36.0))
+        session.commit()
+    rollup.refresh(store)

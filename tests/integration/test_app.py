@@ -26,7 +26,7 @@ from llmkpi import processes
 from llmkpi.demo_data import make
 from specs.slo import slo
 from tests.integration.helpers import prometheus
-from tests.integration.store_fixtures import POSTGRES
+from tests.integration.store_fixtures import POSTGRES, write_pd_fleet
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,33 +191,10 @@ def test_empty_store_names_the_imports_that_fill_each_panel(tmp_path: Path) -> N
 def test_the_bill_by_role_on_a_pd_fleet(tmp_path: Path) -> None:
     """tests/unit/test_cost_roles.py's two P/D requests, stored and rolled up: the page's
     "By role" table shows its hand-computed figures."""
-    from datetime import timedelta
-
-    from collectors import rollup
-    from collectors.tables import GpuAllocation
-    from tests.unit.test_cost_roles import LEDGER, T0, T1
-
     path = str(tmp_path / "pd.sqlite")
     store = Store.open(path)
     try:
-        with store.write_session() as session:
-            for n, item in enumerate(LEDGER.to_dict("records")):
-                arrival = item["arrival"].to_pydatetime()
-                session.add(LedgerRow(
-                    source="sidecar", request_id=f"r{n}", tenant=item["tenant"],
-                    model=item["model"], feature=item["feature"], endpoint="chat",
-                    pod=item["pod"], role=item["role"], arrival=arrival,
-                    finish=arrival + timedelta(seconds=item["e2e_latency"]), outcome="ok",
-                    http_status=200, time_to_first_token=item["time_to_first_token"],
-                    e2e_latency=item["e2e_latency"], queue_time=item["queue_time"],
-                    prompt_tokens=item["prompt_tokens"], output_tokens=item["output_tokens"],
-                    cached_prompt_tokens=0))
-            for pod in ("pf", "dc"):  # $36/GPU-hour for the hour the requests ran in
-                session.add(GpuAllocation(pod=pod, valid_from=T0, valid_to=T1,
-                                          gpu_type="H100", gpu_count=1,
-                                          dollars_per_gpu_hour=36.0))
-            session.commit()
-        rollup.refresh(store)
+        write_pd_fleet(store)
     finally:
         store.close()
     at = page(PageConfig(path, slos=SLOS))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 from datetime import date
 from decimal import Decimal
@@ -13,10 +14,12 @@ import pytest
 from collectors.demo_company.load import load
 from collectors.store import Store
 from collectors.tables import TenantRevenue
+from kpi_mapping import cost_report
 from kpi_mapping.cost_report import export_focus, format_table, report
 from kpi_mapping.data import tenant_revenue
 from kpi_mapping.periods import parse_period
 from llmkpi.demo_data import make
+from tests.integration.store_fixtures import write_pd_fleet
 from tests.integration.test_store import ROOT
 
 pytestmark = pytest.mark.integration
@@ -83,3 +86,28 @@ def test_tenant_revenue_of_a_week_is_prorated_by_days(store: Store) -> None:
                                                                         ["a", 10.0]]
     month = parse_period("month", "2026-10")
     assert tenant_revenue(store, month.start, month.end)["revenue"].tolist() == [310.0]
+
+
+def test_the_report_by_role_on_a_pd_fleet(store: Store) -> None:
+    """The hand-computed P/D fleet of tests/unit/test_cost_roles.py through the store."""
+    write_pd_fleet(store)
+    doc = cost_report.report(store, parse_period("month", "2026-10"))
+    assert doc["requests"] == 2  # not 4: the prefill pod's rows are prefills
+    roles = {row["role"]: row for row in doc["roles"]}
+    # each pod's bill 3,600 ¢; prefill used 1 ¢ ($36 × 1.0 s / 3600), decode 15 ¢ (15.2)
+    assert {r: (row["bill_cents"], row["allocated_cents"], row["tokens"])
+            for r, row in roles.items()} == {"prefill": (3600, 1, 1500),
+                                             "decode": (3600, 15, 300)}
+    (model,) = doc["models"]
+    assert (model["input_tokens"], model["output_tokens"]) == (1500, 300)
+    table = cost_report.format_table(doc)
+    assert "by role (P/D disaggregation)" in table
+    # the prefill pod's $36 over 1,500 prompt tokens: $24,000 per million
+    assert re.search(r"^prefill\s+1\s+\$36\.00\s+\$35\.99 .* 1,500\s+24000\.000",
+                     table, re.M), table
+    rows = cost_report.focus_rows(cost_report.compute(store, parse_period(
+        "month", "2026-10"))[0], parse_period("month", "2026-10"))
+    prefill = [r for r in rows
+               if r["ResourceId"] == "pf" and r["ChargeDescription"] != "idle GPU time"]
+    assert {r["ChargeDescription"] for r in prefill} == {"GPU time, prefill"}
+    assert sum(int(r["ConsumedQuantity"]) for r in prefill) == 1500
