@@ -192,7 +192,10 @@ PREFILL_POD = LIVE_POD + "-prefill"
 
 def price_prefill_pod(database: str) -> None:
     """--serving pd: the prefill pod is priced as the live pod is (its latest GPU inventory
-    row, copied), so the cost report's roles have a bill each."""
+    row's GPUs and price), from the start of this hour: it did not exist before, so the
+    demo company's history keeps its bills. A later run keeps the first run's row."""
+    from datetime import UTC, datetime
+
     from sqlmodel import select
 
     from collectors.store import Store
@@ -201,12 +204,17 @@ def price_prefill_pod(database: str) -> None:
     store = Store.open_existing(database)
     try:
         with store.write_session() as session:
+            if session.exec(select(GpuAllocation).where(
+                    GpuAllocation.pod == PREFILL_POD)).first() is not None:
+                return
             rows = session.exec(select(GpuAllocation).where(
                 GpuAllocation.pod == LIVE_POD)).all()
             if not rows:
                 return
             latest = max(rows, key=lambda row: row.valid_from)
-            store.upsert(session, GpuAllocation, [{**latest.model_dump(), "pod": PREFILL_POD}])
+            hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+            store.upsert(session, GpuAllocation, [{**latest.model_dump(), "pod": PREFILL_POD,
+                                                  "valid_from": hour, "valid_to": None}])
             session.commit()
     finally:
         store.close()

@@ -94,3 +94,31 @@ def test_ctrl_c_at_the_page_stops_the_page_too(tmp_path: Path) -> None:
     assert "Traceback" not in "".join(lines)
     assert any(line.startswith("stopped: simulator") for line in lines), "".join(lines)[-2000:]
     assert not [p for p in pids if alive(p)]
+
+
+def test_the_pd_demo_records_each_request_once_and_prices_the_prefill_pod_from_now(
+        tmp_path: Path) -> None:
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    started = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    result = subprocess.run([".venv/bin/llmkpi", "demo", "--serving", "pd", "--headless",
+                             "--seconds", "8", "--months", "2", "--workdir", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "prefill/decode disaggregated" in out and "Traceback" not in out
+    stopped = re.findall(r"(\S+) \(pid (\d+)\)", out.split("stopped: ")[-1])
+    assert [name for name, _pid in stopped] == ["simulator", "sidecar", "sidecar-prefill",
+                                                "kpi-serve", "prometheus", "app"]
+    with sqlite3.connect(tmp_path / "llmkpi.sqlite") as conn:
+        live = dict(conn.execute(
+            "select role, count(*) from ledger where pod like 'vllm-0%' and arrival >= ?"
+            " group by role", (started.strftime("%Y-%m-%d %H:%M:%S"),)).fetchall())
+        (since,) = conn.execute("select valid_from from gpu_inventory"
+                                " where pod = 'vllm-0-prefill'").fetchone()
+    # every client request the decode pod's sidecar saw, the prefill pod prefilled once
+    assert live["decode"] > 10 and live["prefill"] == live["decode"], live
+    # priced from the hour the demo ran in, never over the company's history
+    assert abs(datetime.fromisoformat(since).replace(tzinfo=UTC) - started) <= timedelta(
+        hours=1)
