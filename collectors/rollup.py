@@ -15,6 +15,7 @@ each hour: concurrent requests share the GPU, they do not add up.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -95,22 +97,81 @@ def _hour_floor(seconds: float) -> float:
     return float(np.floor(seconds / HOUR) * HOUR)
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """Which ledger rows are new to the roll-up, and the watermark it moves to.
+
+    SQLite has one writer at a time and hands out ids inside the writing transaction, so
+    ids are in commit order: new = last < id ≤ top (the newest id). PostgreSQL hands out ids
+    at insert and commits in any order: a row may become visible after a higher id was
+    rolled up. There each row carries the id of the transaction that wrote it (`txid`) and
+    the watermark is the snapshot's xmin — every transaction below it has committed or
+    aborted, so no row below it can still appear: new = last ≤ txid < top. Rows of
+    transactions still open, or committed above the horizon, wait for a later refresh."""
+
+    column: str  # "id" or "txid"
+    last: int
+    top: int
+
+    def new(self) -> ColumnElement[bool]:
+        col = LEDGER.c[self.column]
+        if self.column == "id":
+            return (col > self.last) & (col <= self.top)
+        return (col >= self.last) & (col < self.top)
+
+    def reached(self) -> ColumnElement[bool]:
+        """Rows this refresh may read at all: a row past the watermark (committed after the
+        cursor was taken) waits for the next refresh, which counts it as new; summed now as
+        well, it would be counted twice in an hour kept as a roll-up."""
+        col = LEDGER.c[self.column]
+        return col <= self.top if self.column == "id" else col < self.top
+
+    def is_new(self, values: pd.Series) -> np.ndarray:
+        v = values.to_numpy(dtype="int64")
+        if self.column == "id":
+            return np.asarray((v > self.last) & (v <= self.top))
+        return np.asarray((v >= self.last) & (v < self.top))
+
+    def seen(self, values: pd.Series) -> np.ndarray:
+        """Rolled up by an earlier refresh."""
+        v = values.to_numpy(dtype="int64")
+        return np.asarray(v <= self.last if self.column == "id" else v < self.last)
+
+    @property
+    def moved(self) -> bool:
+        return self.top > self.last
+
+
+def cursor(conn: Connection) -> Cursor:
+    """Where the roll-up stands and how far it may go now (see Cursor)."""
+    last = int(conn.execute(select(STATE.c.last_id).where(STATE.c.name == NAME)).scalar()
+               or 0)
+    if conn.dialect.name == "postgresql":
+        horizon = conn.execute(text(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")).scalar()
+        return Cursor("txid", last, int(horizon or 0))
+    return Cursor("id", last, int(conn.execute(select(func.max(LEDGER.c.id))).scalar() or 0))
+
+
 def pending(store: Store) -> int:
-    """Ledger rows the roll-up has not seen yet (read-only: readers say so, `refresh` acts)."""
+    """Ledger rows the roll-up has not seen yet (read-only: readers say so, `refresh` acts);
+    on PostgreSQL also those of transactions too recent to roll up yet."""
     with store.engine.connect() as conn:
-        last = conn.execute(select(STATE.c.last_id).where(STATE.c.name == NAME)).scalar() or 0
-        return int(conn.execute(select(func.count()).where(LEDGER.c.id > last)).scalar() or 0)
+        at = cursor(conn)
+        col = LEDGER.c[at.column]
+        seen = col <= at.last if at.column == "id" else col < at.last
+        return int(conn.execute(select(func.count()).where(~seen)).scalar() or 0)
 
 
 def refresh(store: Store, progress: Progress | None = None) -> int:
     """Roll up ledger rows added since the last refresh; returns how many were new."""
     with store.engine.connect() as conn:
-        last = conn.execute(select(STATE.c.last_id).where(STATE.c.name == NAME)).scalar() or 0
-        top = conn.execute(select(func.max(LEDGER.c.id))).scalar() or 0
-        if top <= last:
+        at = cursor(conn)
+        top = at.top
+        if not at.moved:
             return 0
         dialect = conn.dialect.name
-        new_rows = (LEDGER.c.id > last) & (LEDGER.c.id <= top)
+        new_rows = at.new()
         fresh = int(conn.execute(select(func.count()).where(new_rows)).scalar() or 0)
         spans = conn.execute(
             select(LEDGER.c.pod, func.min(epoch(LEDGER.c.arrival, dialect)),
@@ -124,14 +185,14 @@ def refresh(store: Store, progress: Progress | None = None) -> int:
             chunks = _chunks(conn, dialect, pod, start, end)
         for chunk, stop in chunks:
             with store.engine.begin() as conn:
-                _recompute(conn, dialect, pod, chunk, stop, last)
+                _recompute(conn, dialect, pod, chunk, stop, at)
             if progress:
                 progress(f"roll-up {pod or '(no pod)'}: {_iso(chunk)[:10]}")
     with store.engine.begin() as conn:
-        if last:
-            conn.execute(STATE.update().where(STATE.c.name == NAME).values(last_id=top))
-        else:
+        if _last_in(conn) is None:
             conn.execute(STATE.insert().values(name=NAME, last_id=top))
+        else:
+            conn.execute(STATE.update().where(STATE.c.name == NAME).values(last_id=top))
     return fresh
 
 
@@ -175,7 +236,7 @@ def _iso(seconds: float) -> str:
 
 
 def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: float,
-               last: int = 0) -> None:
+               at: Cursor) -> None:
     """Rebuild the pod's hours in [start, end) of both roll-ups from every ledger row that
     can touch them (collectors/usage.py does the sums). An hour whose roll-up counts more
     requests than the ledger holds raw for it (its raw rows aged out, or it was loaded as a
@@ -184,12 +245,13 @@ def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: floa
     hi = datetime.fromtimestamp(end, UTC)
     c = LEDGER.c
     names = [name for name in usage.RAW if name != "arrival_us"]
-    query = select(c.id, epoch_us(c.arrival, dialect).label("arrival_us"),
+    query = select(func.coalesce(c[at.column], 0).label("id"),
+                   epoch_us(c.arrival, dialect).label("arrival_us"),
                    *(getattr(c, name) for name in names)).where(
-        c.pod == pod, c.arrival >= lo, c.arrival < hi)
+        c.pod == pod, c.arrival >= lo, c.arrival < hi, at.reached())
     raw = _read(conn, query, ["id", "arrival_us", *names])
     hours = round((end - start) / HOUR)
-    aged = _aged_hours(conn, pod, start, end, raw, last)
+    aged = _aged_hours(conn, pod, start, end, raw, at)
     if raw.empty:
         replace_hours(conn, [pod], start, end, None, None, keep=aged)
         return
@@ -202,7 +264,8 @@ def _recompute(conn: Connection, dialect: str, pod: str, start: float, end: floa
     stamps = {_stamp(h) for h in aged}
     replace_hours(conn, [pod], start, end, pod_hours[~pod_hours["hour"].isin(stamps)],
                   usage_rows[~usage_rows["hour"].isin(stamps)], keep=aged)
-    added_hours, added_usage = usage.summarise(raw[raw["id"] > last].drop(columns=["id"]),
+    added = raw[at.is_new(raw["id"])]
+    added_hours, added_usage = usage.summarise(added.drop(columns=["id"]),
                                                int(start) * usage.US, hours)
     _add_to(conn, pod, stamps, added_hours[added_hours["hour"].isin(stamps)],
             added_usage[added_usage["hour"].isin(stamps)])
@@ -220,16 +283,16 @@ def _stamp(seconds: float) -> pd.Timestamp:
 
 
 def _aged_hours(conn: Connection, pod: str, start: float, end: float, raw: pd.DataFrame,
-                last: int) -> set[float]:
+                at: Cursor) -> set[float]:
     """Hours (epoch seconds) whose stored roll-up counts more requests than the raw rows
-    rolled up before (id ≤ last) that arrived in them."""
+    rolled up before (Cursor.seen) that arrived in them."""
     counted = (HOURS.c.requests + HOURS.c.prefills).label("counted")
     stored = conn.execute(select(HOURS.c.hour, counted).where(
         HOURS.c.pod == pod, HOURS.c.hour >= datetime.fromtimestamp(start, UTC),
         HOURS.c.hour < datetime.fromtimestamp(end, UTC), counted > 0)).all()
     if not stored:
         return set()
-    old = raw[raw["id"] <= last]
+    old = raw[at.seen(raw["id"])]
     slots = (old["arrival_us"].astype("int64") // usage.HOUR_US).value_counts()
     aged = set()
     for hour, requests in stored:
@@ -306,10 +369,19 @@ def mark_current(store: Store, since: int) -> None:
     for a refresh: they would never be summed."""
     with store.engine.begin() as conn:
         last = _last_in(conn)
-        if since and (last or 0) < since:
+        at = cursor(conn)
+        if since and at.column == "id":
+            stale = (last or 0) < since
+        elif since:  # PostgreSQL: rows up to the load's first id not rolled up yet
+            stale = bool(conn.execute(select(func.count()).where(
+                LEDGER.c.id <= since, func.coalesce(LEDGER.c.txid, 0) >= (last or 0))
+            ).scalar())
+        else:
+            stale = False
+        if stale:
             raise ValueError("ledger rows older than this load wait for the roll-up:"
                              " refresh first")
-        top = conn.execute(select(func.max(LEDGER.c.id))).scalar() or 0
+        top = at.top
         if last is None:
             conn.execute(STATE.insert().values(name=NAME, last_id=top))
         else:

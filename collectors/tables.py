@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, FetchedValue, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -60,6 +60,13 @@ class LedgerRow(SQLModel, table=True):
     # the engine's part in P/D disaggregation (RequestRecord.role): "prefill" rows are the
     # prefill pod's work for requests another row records (collectors/usage.py)
     role: str = Field(default="", max_length=16)
+
+
+# The id of the transaction that wrote a row (PostgreSQL: pg_current_xact_id(), the
+# column's default; SQLite: NULL, unused): the roll-up's watermark under concurrent writers
+# (collectors/rollup.Cursor). On the table only, not the model: an insert never sets it.
+LedgerRow.__table__.append_column(  # type: ignore[attr-defined]
+    Column("txid", BigInteger, nullable=True, server_default=FetchedValue(), index=True))
 
 
 class LedgerQuarantine(SQLModel, table=True):
@@ -319,11 +326,13 @@ class KpiPeriodCache(SQLModel, table=True):
 
 
 class RollupState(SQLModel, table=True):
-    """How far a derived table has read its source (the highest ledger id rolled up)."""
+    """How far a derived table has read its source: the highest ledger id rolled up
+    (SQLite), or the transaction horizon below which every row is rolled up (PostgreSQL;
+    collectors/rollup.Cursor)."""
 
     __tablename__ = "rollup_state"
     name: str = Field(primary_key=True, max_length=64)
-    last_id: int
+    last_id: int = Field(sa_type=BigInteger)
 
 
 class ImportLog(SQLModel, table=True):

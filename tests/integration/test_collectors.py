@@ -58,7 +58,7 @@ def test_a_store_at_the_previous_revision_keeps_its_rows(tmp_path: Path) -> None
                           " VALUES ('ana', 'inference', 1, '2024-01-01', NULL, 95.0)"))
     old.close()
     store = Store.open(str(tmp_path / "old.sqlite"))
-    assert store.revision() == "0010"
+    assert store.revision() == "0011"
     with store.session() as session:
         (row,) = session.exec(select(EngineSnapshotRow)).all()
         (person,) = session.exec(select(Person)).all()
