@@ -10,7 +10,7 @@ DEMO_MONTHS ?= 12
 DEMO_WORKDIR ?= .demo
 DEMO_HEADLESS ?=
 DEMO_SERVING ?= single
-APT_PACKAGES := prometheus chromium chromium-driver nginx libnginx-mod-http-lua lua-cjson
+APT_PACKAGES := prometheus prometheus-alertmanager victoria-metrics chromium chromium-driver nginx libnginx-mod-http-lua lua-cjson
 # The real engine lives in its own environment (~3.5 GB): vLLM's CPU build on the local CPU torch.
 ENGINE_VENV := .venv-engine
 ENGINE_STAMP := $(ENGINE_VENV)/.installed

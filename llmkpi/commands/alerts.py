@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 HELP = "generate the Prometheus recording and alert rules"
@@ -15,13 +16,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slo-config", help="SLO config YAML (default: the embedded"
                         " alerts/slo.yaml)")
     parser.add_argument("--out", required=True, help="folder for the rule files")
+    parser.add_argument("--format", default="files",
+                        choices=("files", "prometheus-operator"),
+                        help="files: Prometheus rule files (default); prometheus-operator:"
+                        " PrometheusRule resources in one YAML file for Kubernetes")
 
 
 def run(args: argparse.Namespace) -> int:
     from alerts import build, config
 
     path = Path(args.slo_config) if args.slo_config else build.DEFAULT_CONFIG
-    written = build.write(Path(args.out), config.load(path))
+    config_ = config.load(path)
+    written = build.write(Path(args.out), config_, form=args.format)
+    if args.format == "prometheus-operator":
+        # promtool reads rule files: check the same groups written as one
+        with tempfile.TemporaryDirectory() as folder:
+            return check_rules(build.write(Path(folder), config_, say=lambda _: None))
     return check_rules(written)
 
 

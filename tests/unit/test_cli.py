@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llmkpi.cli import main, parser
 from llmkpi.commands import COMMANDS
@@ -82,3 +83,18 @@ def test_the_import_kinds_the_help_lists_are_the_importers() -> None:
     from llmkpi.commands import import_file
 
     assert list(import_file.KINDS) == imports.KINDS
+
+
+def test_kubernetes_formats_write_one_resource_file_each(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alerts", "build", "--format", "prometheus-operator",
+                 "--out", str(tmp_path)]) == 0
+    assert main(["dashboards", "build", "--format", "configmap", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "--server-side" in out  # the executive dashboard is over kubectl's 256 KiB
+    rules = list(yaml.safe_load_all((tmp_path / "llmkpi-prometheusrules.yaml").read_text()))
+    maps = list(yaml.safe_load_all((tmp_path / "llmkpi-dashboards.yaml").read_text()))
+    assert [r["kind"] for r in rules] == ["PrometheusRule"] * 4
+    assert [m["metadata"]["name"] for m in maps] == [
+        "llmkpi-serving-dashboard", "llmkpi-disaggregated-dashboard", "llmkpi-cost-dashboard",
+        "llmkpi-executive-dashboard", "llmkpi-slo-dashboard"]

@@ -60,3 +60,25 @@ def test_rendering_twice_gives_the_same_bytes() -> None:
     assert dashboard_build.render_all() == dashboard_build.render_all()
     config = alert_config.load(alert_build.DEFAULT_CONFIG)
     assert alert_build.render_all(config) == alert_build.render_all(config)
+
+
+KUBERNETES_GENERATED = Path(__file__).resolve().parents[2] / "deploy/kubernetes/base/generated"
+
+
+def test_committed_kubernetes_resources_are_what_the_generators_write(
+        update_golden: bool) -> None:
+    """deploy/kubernetes/base/generated holds the PrometheusRules and dashboard ConfigMaps
+    `llmkpi alerts build --format prometheus-operator` and `llmkpi dashboards build --format
+    configmap` write for the defaults: nothing is hand-copied."""
+    config = alert_config.load(alert_build.DEFAULT_CONFIG)
+    produced = {**alert_build.render(config, "prometheus-operator"),
+                **dashboard_build.render(form="configmap")}
+    if update_golden:
+        for name, text in produced.items():
+            (KUBERNETES_GENERATED / name).write_text(text, encoding="utf-8")
+        return
+    on_disk = sorted(p.name for p in KUBERNETES_GENERATED.iterdir())
+    assert on_disk == sorted(produced), "files differ: run pytest --update-golden and review"
+    for name, text in produced.items():
+        assert (KUBERNETES_GENERATED / name).read_text(encoding="utf-8") == text, (
+            f"{KUBERNETES_GENERATED / name} is stale: run pytest --update-golden")
