@@ -41,11 +41,13 @@ $(ENGINE_STAMP): pyproject.toml
 
 engine-env: $(ENGINE_STAMP)
 
-# Debian packages the tests use as real parts (a Prometheus server, headless Chromium and its
-# WebDriver). Installed when missing.
+# Debian packages the tests use as real parts (a Prometheus server, Alertmanager,
+# VictoriaMetrics, headless Chromium and its WebDriver, nginx with Lua). Installed when
+# missing. kubectl comes with this machine's image (Debian's is too old for kustomize v5).
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	command -v kubectl >/dev/null || echo "warning: kubectl (1.27 or newer, for its kustomize) is missing: the deploy/kubernetes tests need it"; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing Debian packages:$$missing"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \

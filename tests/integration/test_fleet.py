@@ -1,10 +1,11 @@
 """A fleet as ARCHITECTURE.md scales it, on real servers: three simulated pods each behind
 its own sidecar; a Prometheus in agent mode scrapes them and remote-writes to
-VictoriaMetrics (the long-term store); a Prometheus server scrapes the same fleet, evaluates the same rules
-and sends its alerts to Alertmanager running deploy/alertmanager/alertmanager.yml's routes,
-whose receivers are a webhook this test serves. The server also remote-writes its recorded
-series (and only those: the agent ships the raw samples), so dashboards reading recordings
-find them in the long-term store; vmalert on VictoriaMetrics is the other way to get them.
+VictoriaMetrics (the long-term store); a Prometheus server scrapes the same fleet, evaluates
+the same rules and sends its alerts to Alertmanager running the routes of
+deploy/alertmanager/alertmanager.yml, whose receivers are a webhook this test serves. The
+server also remote-writes its recorded series (and only those: the agent ships the raw
+samples), so dashboards reading recordings find them in the long-term store; vmalert on
+VictoriaMetrics is the other way to get them.
 
 - Every dashboard query and every recording rule's expression answers the same on
   VictoriaMetrics' Prometheus API as on the Prometheus server (same series; values within
@@ -31,6 +32,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from llmkpi.loadgen import LoadSpec, run_load
 from tests.integration.helpers import (
     BackgroundApps,
     PrometheusProc,
+    SidecarProc,
     prometheus_binary,
     sidecar,
     simulator,
@@ -98,8 +101,9 @@ def compare(expr: str, prom: list[dict[str, Any]], vm: list[dict[str, Any]]) -> 
     """None when both answers agree, else what differs."""
     left, right = series(prom), series(vm)
     if set(left) != set(right):
-        return (f"{expr}: series differ: Prometheus only {sorted(map(sorted, set(left) - set(right)))[:3]},"
-                f" VictoriaMetrics only {sorted(map(sorted, set(right) - set(left)))[:3]}")
+        only_prom = sorted(map(sorted, set(left) - set(right)))[:3]
+        only_vm = sorted(map(sorted, set(right) - set(left)))[:3]
+        return f"{expr}: series differ: Prometheus only {only_prom}, VictoriaMetrics only {only_vm}"
     bad = [(sorted(key), left[key], right[key]) for key in left
            if not close(left[key], right[key])]
     return f"{expr}: values differ {bad[:3]}" if bad else None
@@ -204,12 +208,18 @@ def alertmanager_config(webhook: str, path: Path) -> Path:
     return path
 
 
-def test_a_fleet_in_long_term_storage_with_routed_alerts(tmp_path: Path) -> None:
+@dataclass
+class Fleet:
+    upstreams: list[str]
+    sidecars: list[SidecarProc]
+    prometheus: str
+    victoria: str
+
+
+@contextmanager
+def fleet(tmp_path: Path, rule_files: tuple[Path, ...], webhook: str) -> Iterator[Fleet]:
+    """The pods, their sidecars, VictoriaMetrics, the agent, Alertmanager and the server."""
     logs = tmp_path / "logs"
-    rule_files = generated_rules(tmp_path)
-    hooks = Webhook()
-    apps = BackgroundApps()
-    webhook = apps.serve(hooks.app)
     with ExitStack() as stack:
         upstreams = [stack.enter_context(simulator(tmp_path, "h100-llama3-8b", seed))
                      for seed in range(1, PODS + 1)]
@@ -263,6 +273,17 @@ def test_a_fleet_in_long_term_storage_with_routed_alerts(tmp_path: Path) -> None
         processes.wait_http(f"{url}/-/ready", started, timeout=60)
         prom = PrometheusProc(url, started)
         prom.wait_scraped("llmkpi-sidecar")
+        yield Fleet(upstreams, sidecars, url, vm)
+
+
+def test_a_fleet_in_long_term_storage_with_routed_alerts(tmp_path: Path) -> None:
+    rule_files = generated_rules(tmp_path)
+    hooks = Webhook()
+    apps = BackgroundApps()
+    webhook = apps.serve(hooks.app)
+    with fleet(tmp_path, rule_files, webhook) as stack:
+        upstreams, sidecars, url, vm = (stack.upstreams, stack.sidecars, stack.prometheus,
+                                        stack.victoria)
 
         # 1. Healthy load on every pod; 36 s in, while it goes on, the same questions to
         # both stores about a moment 5 s back (both have scraped and stored it by then).

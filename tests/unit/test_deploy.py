@@ -40,3 +40,29 @@ def test_prometheus_scrapes_the_job_the_alerts_watch_and_loads_the_rule_files() 
     (pattern,) = doc["rule_files"]
     names = alert_build.render_all(default)
     assert all(Path(name).match(Path(pattern).name) for name in names)
+
+
+def test_the_shipped_alertmanager_routes_pages_and_tickets_apart() -> None:
+    """amtool (Alertmanager's own) accepts the config and routes every severity the
+    generated alerts carry to its receiver."""
+    import shutil
+    import subprocess
+
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool comes with prometheus-alertmanager (make test installs it)"
+    path = str(DEPLOY / "alertmanager/alertmanager.yml")
+    checked = subprocess.run([amtool, "check-config", path], capture_output=True, text=True,
+                             check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    severities = set()
+    for text in alert_build.render_all(alert_config.load(alert_build.DEFAULT_CONFIG)).values():
+        for group in yaml.safe_load(text)["groups"]:
+            severities |= {r["labels"]["severity"] for r in group["rules"] if "alert" in r}
+    assert severities == {"page", "ticket"}
+    receivers = {}
+    for severity in sorted(severities):
+        routed = subprocess.run([amtool, "config", "routes", "test", f"--config.file={path}",
+                                 f"severity={severity}", "alertname=LlmkpiX", "model=m"],
+                                capture_output=True, text=True, check=False)
+        receivers[severity] = routed.stdout.strip()
+    assert receivers == {"page": "pager", "ticket": "tickets"}
