@@ -77,6 +77,7 @@ bench: $(STAMP) $(ENGINE_STAMP)
 	$(BIN)/python -m bench.vllm_plugin_overhead
 	$(BIN)/python -m bench.events_overhead
 	$(BIN)/python -m bench.ledger_throughput
+	$(BIN)/python -m bench.fleet_writers  # eight writers at 2,000 rows/s into PostgreSQL, roll-up beside
 	$(BIN)/python -m bench.kpi_report
 	$(BIN)/python -m bench.app_render
 	$(BIN)/python -m bench.import_memory  # peak RSS of 10 MiB, 100 MiB and 1 GiB imports

@@ -117,3 +117,18 @@ def test_soak_benchmark_runs_a_fault_and_loses_nothing(tmp_path: Path) -> None:
     assert result["completed"] > 0 and result["missing_from_ledger"] == 0
     assert result["in_ledger_twice"] == 0
     assert result["outbox_request_events"] == result["ledger_rows"]
+
+
+def test_fleet_writers_benchmark_loses_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "fleet.json"
+    done = subprocess.run([sys.executable, "-m", "bench.fleet_writers", "--writers", "3",
+                           "--rate", "150", "--seconds", "4", "--out", str(out)],
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["rows_offered"] > 0
+    # every row offered is in the ledger once and summed once by the roll-up
+    assert result["rows_in_ledger"] == result["rows_offered"] == result["requests_in_rollup"]
+    assert result["lost"] == 0 and result["dropped"] == 0
+    assert result["rollup"]["refreshes"] > 0
+    assert len(result["per_writer"]) == 3
