@@ -66,6 +66,8 @@ ENV_DOC = {
     "LLMKPI_MIXPANEL_TIMEOUT": "events: seconds to wait for an /import answer (10)",
     "LLMKPI_RESPONSE_DELAYED_SECONDS": "events: TTFT above which response_delayed is sent (2)",
     "LLMKPI_DATABASE_URL": "store: a SQLite path or URL, or postgresql://... (llmkpi.sqlite)",
+    "LLMKPI_RAW_RETENTION_DAYS": "db retention: whole days of raw ledger rows kept (35); the"
+                                 " hourly roll-ups are kept for good",
     "LLMKPI_KPI_CONFIG": "KPI config YAML with bands and targets (none: the defaults)",
     "LLMKPI_LEDGER": "sidecar/plugin: write every request to the store's ledger (off)",
     "LLMKPI_GPU": "sidecar/plugin: GPU type written into ledger rows (empty)",
@@ -403,6 +405,12 @@ def child_environment(extra: Mapping[str, str] | None = None,
 
 def database_url(flag: str | None = None, env: Env | None = None) -> str:
     return flag or (env or Env()).get_str("LLMKPI_DATABASE_URL", "llmkpi.sqlite")
+
+
+def raw_retention_days(flag: int | None = None, env: Env | None = None) -> int:
+    """Days of raw ledger rows `llmkpi db retention` keeps (a month and its first days)."""
+    return flag if flag is not None else (env or Env()).get_int(
+        "LLMKPI_RAW_RETENTION_DAYS", 35, 1)
 
 
 def log_level(env: Env | None = None) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -41,9 +43,24 @@ from tests.integration.test_store import DATA, ROOT, assert_rejected
 pytestmark = pytest.mark.integration
 
 
+def not_a_partition(name: str | None, kind: str, _parent: Any) -> bool:
+    """The ledger's day partitions on PostgreSQL (migration 0012) are its storage, not
+    tables of the schema."""
+    return not (kind == "table" and re.fullmatch(r"ledger_(p\d{8}|default)", name or ""))
+
+
 def test_migrations_build_exactly_the_declared_schema(store: Store) -> None:
     with store.engine.connect() as conn:
-        diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": not_a_partition})
+        diffs = compare_metadata(context, SQLModel.metadata)
+    if store.engine.dialect.name == "postgresql":
+        # a partitioned table's unique key must hold the partition column: (source,
+        # request_id, arrival) there, (source, request_id) in the model and on SQLite
+        keys = sorted((kind, tuple(c.name for c in constraint.columns))
+                      for kind, constraint in diffs)
+        assert keys == [("add_constraint", ("source", "request_id")),
+                        ("remove_constraint", ("source", "request_id", "arrival"))]
+        return
     assert diffs == []
 
 
@@ -58,7 +75,7 @@ def test_a_store_at_the_previous_revision_keeps_its_rows(tmp_path: Path) -> None
                           " VALUES ('ana', 'inference', 1, '2024-01-01', NULL, 95.0)"))
     old.close()
     store = Store.open(str(tmp_path / "old.sqlite"))
-    assert store.revision() == "0011"
+    assert store.revision() == "0012"
     with store.session() as session:
         (row,) = session.exec(select(EngineSnapshotRow)).all()
         (person,) = session.exec(select(Person)).all()

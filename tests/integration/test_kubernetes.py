@@ -76,7 +76,7 @@ def validate(doc: dict[str, Any]) -> None:
 def test_every_object_is_valid_for_its_api(built: list[dict[str, Any]]) -> None:
     kinds = sorted({doc["kind"] for doc in built})
     assert {"Deployment", "Service", "Secret", "ConfigMap", "PodMonitor",
-            "PrometheusRule"} <= set(kinds)
+            "PrometheusRule", "CronJob"} <= set(kinds)
     for doc in built:
         validate(doc)
 
@@ -145,7 +145,10 @@ def test_every_secret_key_a_container_needs_is_in_the_secret(
         built: list[dict[str, Any]]) -> None:
     secrets = {doc["metadata"]["name"]: doc for doc in by_kind(built, "Secret")}
     needed = []
-    for template in pods(built).values():
+    templates = [*pods(built).values(), *(job["spec"]["jobTemplate"]["spec"]["template"]
+                                          for job in by_kind(built, "CronJob"))]
+    assert len(templates) == 4  # the engine pods, kpi serve, the page, retention
+    for template in templates:
         for container in template["spec"]["containers"]:
             for env in container.get("env", []):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy import func, select, text
 
-from collectors import rollup
+from collectors import retention, rollup
 from collectors.store import Store
 from collectors.tables import LedgerHour, LedgerRow
 from tests.integration.store_fixtures import POSTGRES
@@ -128,6 +128,9 @@ def test_a_postgresql_ledger_upgraded_mid_roll_up_counts_each_row_once() -> None
         with store.engine.connect() as conn:
             txids = dict(conn.execute(select(TABLE.c.request_id, TABLE.c.txid)).all())
         assert txids["rolled"] == 0 and txids["waiting"] > 0
+        with store.engine.connect() as conn:  # migration 0012: the rows' day has its partition
+            assert retention.is_partitioned(conn)
+            assert list(retention.partitions(conn)) == [T0.date()]
         assert rollup.pending(store) == 1  # "waiting" only
         rollup.refresh(store)
         # the hour holds both rows: "rolled" is rebuilt from its raw row with the new one

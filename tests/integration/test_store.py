@@ -33,7 +33,7 @@ def assert_rejected(store: Store, kind: str, path: Path, line: int, field: str,
     assert dump(store) == before
 
 
-HEAD = "0011"
+HEAD = "0012"
 
 
 def test_a_new_store_is_migrated_to_the_newest_revision(store: Store) -> None:
