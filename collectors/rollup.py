@@ -173,6 +173,8 @@ def refresh(store: Store, progress: Progress | None = None) -> int:
         dialect = conn.dialect.name
         new_rows = at.new()
         fresh = int(conn.execute(select(func.count()).where(new_rows)).scalar() or 0)
+        if not fresh:  # nothing new below the horizon: the watermark may stay where it is
+            return 0
         spans = conn.execute(
             select(LEDGER.c.pod, func.min(epoch(LEDGER.c.arrival, dialect)),
                    func.max(epoch(LEDGER.c.finish, dialect)))
@@ -382,6 +384,9 @@ def mark_current(store: Store, since: int) -> None:
             raise ValueError("ledger rows older than this load wait for the roll-up:"
                              " refresh first")
         top = at.top
+        if last is not None and not conn.execute(select(func.count()).where(at.new())
+                                                 ).scalar():
+            return  # nothing new since the last refresh: the watermark stays
         if last is None:
             conn.execute(STATE.insert().values(name=NAME, last_id=top))
         else:
