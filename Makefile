@@ -79,6 +79,7 @@ bench: $(STAMP) $(ENGINE_STAMP)
 	$(BIN)/python -m bench.ledger_throughput
 	$(BIN)/python -m bench.fleet_writers  # eight writers at 2,000 rows/s into PostgreSQL, roll-up beside
 	$(BIN)/python -m bench.kpi_report
+	$(BIN)/python -m bench.pg_ledger_reports  # 100 M rows in PostgreSQL: built once (tens of minutes), then reused
 	$(BIN)/python -m bench.app_render
 	$(BIN)/python -m bench.import_memory  # peak RSS of 10 MiB, 100 MiB and 1 GiB imports
 	$(BIN)/python -m bench.soak  # 30 minutes of bursty load, a fault a minute
