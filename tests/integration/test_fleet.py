@@ -153,6 +153,17 @@ def server(name: str, argv: list[str], ready: str, log_dir: Path) -> Iterator[st
         yield ready
 
 
+DIFFERENCE = re.compile(r"clamp_min\((sum by \(\w+\) \(.*\)) - (sum by \(\w+\) \(.*\)), 0\)")
+
+
+def terms(expr: str) -> list[str]:
+    """A bad-events count is all requests less the good ones, two nearly equal rates: one
+    request more in one store's window moves their small difference by a large share. Such
+    a difference is compared term by term (its error is the terms' error)."""
+    match = DIFFERENCE.fullmatch(expr)
+    return [match.group(1), match.group(2)] if match else [expr]
+
+
 def recording_expressions(rule_files: tuple[Path, ...]) -> list[str]:
     exprs = []
     for path in rule_files:
@@ -296,8 +307,9 @@ def test_a_fleet_in_long_term_storage_with_routed_alerts(tmp_path: Path) -> None
         queries = [(f"{name} / {title}", covered(grafana_substitute(expr)))
                    for name, text in single_engine_boards().items()
                    for title, expr in panels.panel_queries(json.loads(text))]
-        queries += [(f"recording rule {i}", covered(expr))
-                    for i, expr in enumerate(recording_expressions(rule_files))]
+        queries += [(f"recording rule {i}", covered(term))
+                    for i, expr in enumerate(recording_expressions(rule_files))
+                    for term in terms(expr)]
         differing, answered = [], 0
         for label, expr in queries:
             left, right = query_at(url, expr, at), query_at(vm, expr, at)
