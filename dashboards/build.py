@@ -40,21 +40,25 @@ def _literal(dumper: yaml.SafeDumper, value: _Literal) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
 
 
-yaml.SafeDumper.add_representer(_Literal, _literal)
+class _Dumper(yaml.SafeDumper):
+    """yaml's safe dumper, writing _Literal strings as blocks (the global one unchanged)."""
+
+
+_Dumper.add_representer(_Literal, _literal)
 
 
 def render_configmaps(bands: Mapping[int, Bands | None] | None = None) -> dict[str, str]:
     """Every dashboard as a ConfigMap for Grafana's sidecar provisioning, one multi-document
-    YAML file for a kustomization. Each stays under a ConfigMap's 1 MiB, but the largest is
-    over the 256 KiB a client-side `kubectl apply` can annotate: apply with --server-side."""
+    YAML file for a kustomization. Each stays under the 256 KiB a client-side `kubectl
+    apply` keeps in its last-applied annotation (tests/integration/test_kubernetes.py)."""
     docs = []
     for name, text in render_all(bands).items():
-        docs.append(yaml.safe_dump({
+        docs.append(yaml.dump({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": f"{name.removesuffix('.json')}-dashboard",
                          "labels": {"app.kubernetes.io/part-of": "llmkpi", **SIDECAR_LABEL},
                          "annotations": dict(FOLDER_ANNOTATION)},
-            "data": {name: _Literal(text)}}, sort_keys=False, width=100_000,
+            "data": {name: _Literal(text)}}, Dumper=_Dumper, sort_keys=False, width=100_000,
             allow_unicode=True))
     return {CONFIGMAP_FILE: HEADER + "---\n".join(docs)}
 

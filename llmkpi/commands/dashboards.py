@@ -28,8 +28,7 @@ def run(args: argparse.Namespace) -> int:
     bands = config.load(path).bands if path else None
     written = build.write(Path(args.out), bands, form=args.format)
     if args.format == "configmap":
-        print(f"{len(build.dashboards(bands))} dashboards as ConfigMaps in {written[0]};"
-              " apply with kubectl apply --server-side (the largest is over 256 KiB)")
+        print(f"{len(build.dashboards(bands))} dashboards as ConfigMaps in {written[0]}")
     else:
         print(f"{len(written)} dashboards in {args.out}; Grafana provisioning:"
               " deploy/grafana/provisioning")
